@@ -1,0 +1,3 @@
+"""pycontroller: client-go-style machinery for Kubernetes controllers in Python."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""Private helpers that import nothing from the rest of pycontroller."""

@@ -1,0 +1,41 @@
+"""The client seam: config, auth, raw JSON requests, watches, resources, discovery."""
+
+from pycontroller.client._discovery import resource_for
+from pycontroller.client._kube import Client, connect, has_config
+from pycontroller.client._list_watch import EventStream, ListerWatcher, ListWatch
+from pycontroller.client._resource import (
+    BUILTINS,
+    CONFIGMAPS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    EVENTS,
+    JOBS,
+    LEASES,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    STATEFULSETS,
+    Resource,
+)
+from pycontroller.client._watch import (
+    WatchDecodeError,
+    WatchEvent,
+    WatchStalledError,
+    WatchStream,
+)
+
+__all__ = [
+    "BUILTINS", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
+    "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
+    "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
+    "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
+    "WatchEvent", "WatchStalledError", "WatchStream", "connect",
+    "has_config", "resource_for",
+]

@@ -1,0 +1,277 @@
+"""The only module that touches the ``kubernetes`` package: config, auth, transport.
+
+Objects travel as decoded JSON (orjson) straight from the HTTP response; the generated
+model classes are never built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from typing import Any, final
+from urllib.parse import urlencode
+
+import orjson
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from pycontroller import errors
+from pycontroller.client._errors import api_error
+from pycontroller.client._resource import Resource
+from pycontroller.client._watch import WatchStalledError, WatchStream
+
+_KEEPALIVE = [
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+    (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+]
+_PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+Params = Mapping[str, str | int | bool | None]
+
+
+def _query(params: Params) -> str:
+    clean = {k: (str(v).lower() if isinstance(v, bool) else v)
+             for k, v in params.items() if v is not None and v != ""}
+    return f"?{urlencode(clean)}" if clean else ""
+
+
+def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None,
+            verify_tls: bool = True, qps_timeout: float = 30.0) -> Client:
+    """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
+
+    In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
+    is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
+    ``verify_tls=False`` turns TLS verification off; nothing else does.
+
+    Raises:
+        ConfigError: no usable configuration.
+    """
+    cfg = k8s_client.Configuration()
+    try:
+        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ \
+                and not os.environ.get("KUBECONFIG"):
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            path = os.fspath(kubeconfig) if kubeconfig is not None else None
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=context, client_configuration=cfg)
+    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as exc:
+        raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
+    if not verify_tls:
+        cfg.verify_ssl = False
+    return Client(cfg, request_timeout=qps_timeout)
+
+
+def has_config() -> bool:
+    """Whether a kubeconfig or in-cluster config looks available (without loading it)."""
+    if "KUBERNETES_SERVICE_HOST" in os.environ:
+        return True
+    paths = os.environ.get("KUBECONFIG", "")
+    candidates = [p for p in paths.split(os.pathsep) if p] or [
+        os.path.expanduser("~/.kube/config")]
+    return any(os.path.isfile(p) for p in candidates)
+
+
+@final
+class Client:
+    """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
+
+    Thread-safety: thread-safe; one connection pool is shared by all threads.
+    """
+
+    def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
+        cfg = configuration
+        self._cfg = cfg
+        self.host = str(cfg.host).rstrip("/")
+        self._timeout = request_timeout
+        pool_kw: dict[str, Any] = {
+            "num_pools": 4, "maxsize": 16, "socket_options": _KEEPALIVE,
+            "cert_reqs": ssl.CERT_REQUIRED if cfg.verify_ssl else ssl.CERT_NONE,
+            "ca_certs": cfg.ssl_ca_cert, "cert_file": cfg.cert_file, "key_file": cfg.key_file,
+        }
+        if cfg.tls_server_name:
+            pool_kw["server_hostname"] = cfg.tls_server_name
+        if cfg.assert_hostname is not None:
+            pool_kw["assert_hostname"] = cfg.assert_hostname
+        self._pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(cfg.proxy, proxy_headers=cfg.proxy_headers, **pool_kw)
+            if cfg.proxy else urllib3.PoolManager(**pool_kw)
+        )
+        if not cfg.verify_ssl:
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        cfg = self._cfg
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        headers = {"Accept": "application/json", "User-Agent": "pycontroller/0.1"}
+        auth = cfg.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            headers["Authorization"] = auth["value"]
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _send(self, method: str, path: str, *, body: bytes | None = None,
+              content_type: str | None = None, timeout: urllib3.Timeout | None = None,
+              stream: bool = False) -> urllib3.BaseHTTPResponse:
+        try:
+            resp = self._pool.request(
+                method, self.host + path, body=body, headers=self._headers(content_type),
+                timeout=timeout or urllib3.Timeout(connect=10.0, read=self._timeout),
+                preload_content=not stream, retries=False, redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise errors.TransportError(f"{method} {path}: {exc}") from exc
+        if resp.status >= 400:
+            data = resp.data if not stream else resp.read()
+            resp.release_conn()
+            raise api_error(resp.status, data, resp.headers.get("Retry-After"))
+        return resp
+
+    def request(self, method: str, path: str, *, body: Any = None,
+                content_type: str = "application/json") -> Any:
+        """Send one request to ``path`` (with query) and return the decoded JSON answer.
+
+        Raises:
+            APIError: a typed subclass for the HTTP status.
+            TransportError: no HTTP answer.
+        """
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+        resp = self._send(method, path, body=data, content_type=content_type if data else None)
+        raw = resp.data
+        return orjson.loads(raw) if raw else None
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> Any:
+        """GET one object."""
+        return self.request("GET", resource.path(namespace, name))
+
+    def list(self, resource: Resource, namespace: str | None = None, *,
+             label_selector: str | None = None, field_selector: str | None = None,
+             limit: int | None = None, continue_token: str | None = None,
+             resource_version: str | None = None,
+             resource_version_match: str | None = None) -> Any:
+        """LIST one page; returns the decoded list (``items``, ``metadata.continue``...)."""
+        query = _query({
+            "labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
+            "continue": continue_token, "resourceVersion": resource_version,
+            "resourceVersionMatch": resource_version_match,
+        })
+        return self.request("GET", resource.path(namespace) + query)
+
+    def list_all(self, resource: Resource, namespace: str | None = None,
+                 **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yield every object across pages (a convenience; informers use the Reflector)."""
+        token: str | None = None
+        while True:
+            page = self.list(resource, namespace, continue_token=token, **kwargs)
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def watch(self, resource: Resource, namespace: str | None = None, *,
+              resource_version: str | None = None, allow_bookmarks: bool = True,
+              timeout_seconds: int | None = None, label_selector: str | None = None,
+              field_selector: str | None = None, send_initial_events: bool | None = None,
+              resource_version_match: str | None = None,
+              inactivity_timeout: float = 100.0) -> WatchStream:
+        """Open a WATCH; events are decoded line by line as they arrive.
+
+        The socket has TCP keepalive, and a stream that stays silent (no bytes, not even
+        a bookmark) for ``inactivity_timeout`` seconds raises ``TransportError``, so a
+        stalled connection is noticed and re-watched.
+
+        Raises:
+            APIError: the watch was refused (410 when ``resource_version`` is too old).
+            TransportError: no answer.
+        """
+        query = _query({
+            "watch": True, "resourceVersion": resource_version,
+            "allowWatchBookmarks": allow_bookmarks, "timeoutSeconds": timeout_seconds,
+            "labelSelector": label_selector, "fieldSelector": field_selector,
+            "sendInitialEvents": send_initial_events,
+            "resourceVersionMatch": resource_version_match,
+        })
+        path = resource.path(namespace) + query
+        resp = self._send("GET", path, stream=True,
+                          timeout=urllib3.Timeout(connect=10.0, read=inactivity_timeout))
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from resp.stream(65536, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as exc:
+                raise WatchStalledError(
+                    f"watch {resource}: silent for {inactivity_timeout:.0f}s") from exc
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                raise errors.TransportError(f"watch {resource}: {exc}") from exc
+            finally:
+                resp.release_conn()
+
+        def close() -> None:
+            # shutdown() wakes a reader blocked in recv(); close() alone may not.
+            sock = getattr(getattr(resp, "_fp", None), "fp", None)
+            raw = getattr(getattr(sock, "raw", None), "_sock", None)
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):
+                resp.close()
+
+        return WatchStream(chunks(), close)
+
+    # -- writes ------------------------------------------------------------------------
+    def create(self, resource: Resource, obj: Mapping[str, Any],
+               namespace: str | None = None) -> Any:
+        """POST a new object; ``namespace`` defaults to the object's own."""
+        ns = namespace or (obj.get("metadata") or {}).get("namespace")
+        return self.request("POST", resource.path(ns if resource.namespaced else None),
+                            body=dict(obj))
+
+    def replace(self, resource: Resource, obj: Mapping[str, Any],
+                subresource: str | None = None) -> Any:
+        """PUT the object (optimistic concurrency through its resourceVersion)."""
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") if resource.namespaced else None
+        return self.request("PUT", resource.path(ns, meta["name"], subresource), body=dict(obj))
+
+    def patch(self, resource: Resource, name: str, patch: Any, namespace: str | None = None,
+              *, patch_type: str = "merge", field_manager: str | None = None,
+              force: bool | None = None, subresource: str | None = None) -> Any:
+        """PATCH with ``patch_type`` merge, strategic, json or apply (server-side apply)."""
+        if patch_type not in _PATCH_TYPES:
+            raise ValueError(f"patch_type must be one of {sorted(_PATCH_TYPES)}")
+        query = _query({"fieldManager": field_manager, "force": force})
+        path = resource.path(namespace, name, subresource) + query
+        return self.request("PATCH", path, body=patch, content_type=_PATCH_TYPES[patch_type])
+
+    def delete(self, resource: Resource, name: str, namespace: str | None = None, *,
+               grace_period_seconds: int | None = None,
+               propagation_policy: str | None = None) -> Any:
+        """DELETE one object."""
+        query = _query({"gracePeriodSeconds": grace_period_seconds,
+                        "propagationPolicy": propagation_policy})
+        return self.request("DELETE", resource.path(namespace, name) + query)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._pool.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,301 @@
+"""A real local control plane: etcd + kube-apiserver on loopback, with its own PKI.
+
+≙ controller-runtime's envtest. Used by the pytest plugin, the demo and ``python -m
+pycontroller.envtest up``. Everything binds to 127.0.0.1 on free ports, so several control
+planes run side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, final
+
+import orjson
+import structlog
+
+from pycontroller.envtest import _http
+from pycontroller.envtest._build import Binaries, build
+from pycontroller.envtest._kwok import Kwok
+from pycontroller.envtest._pki import CertificateAuthority, CertPair, write_service_account_keys
+from pycontroller.envtest._process import ManagedProcess
+from pycontroller.errors import ControlPlaneError
+
+_log = structlog.get_logger(__name__)
+_HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(what: str, check: Callable[[], bool], deadline: float,
+          alive: Callable[[], None]) -> None:
+    delay = 0.05
+    while True:
+        alive()
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"timed out waiting for {what}")
+        time.sleep(delay)  # polling a process we started; no event to wait on
+        delay = min(delay * 2, 0.5)
+
+
+@final
+class ControlPlane:
+    """etcd + kube-apiserver for tests and demos, started by ``start()``.
+
+    The apiserver runs with RBAC, a service-account issuer, ``--watch-cache=false`` by
+    default (so a watch from a compacted resourceVersion gets 410 Gone straight from etcd;
+    pass ``watch_cache=True`` for the server's normal cache and WatchList support) and the
+    ServiceAccount admission plugin off (there is no controller-manager to create
+    ``default`` service accounts).
+
+    Thread-safety: not thread-safe; one owner starts, faults and stops it. The children get
+    SIGKILL if the thread that started them dies, so start it from a long-lived thread.
+    """
+
+    def __init__(
+        self, *, binaries: Binaries | None = None, workdir: Path | None = None,
+        watch_cache: bool = False, start_timeout: float = 90.0,
+        extra_apiserver_args: tuple[str, ...] = (),
+    ) -> None:
+        self._binaries = binaries
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pycontroller-envtest-"))
+        self._watch_cache = watch_cache
+        self._start_timeout = start_timeout
+        self._extra = extra_apiserver_args
+        self.etcd_port = 0
+        self.port = 0
+        self._etcd: ManagedProcess | None = None
+        self._apiserver: ManagedProcess | None = None
+        self._kwok: Kwok | None = None
+        self._ca: CertificateAuthority | None = None
+        self._admin: CertPair | None = None
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> ControlPlane:
+        """Build (if needed) and start etcd and the apiserver; wait until ready."""
+        binaries = self._binaries or build()
+        self._binaries = binaries
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        self._ca = CertificateAuthority(pki)
+        serving = self._ca.issue("apiserver", "kube-apiserver",
+                                 server_hosts=(_HOST, "localhost", "::1"))
+        self._admin = self._ca.issue("admin", "pycontroller-admin",
+                                     organizations=("system:masters",))
+        sa = write_service_account_keys(pki)
+        deadline = time.monotonic() + self._start_timeout
+        try:
+            self._start_etcd(binaries.etcd, deadline)
+            self._apiserver = ManagedProcess(
+                "kube-apiserver", self._apiserver_args(binaries.kube_apiserver, serving, sa),
+                self.workdir / "kube-apiserver.log",
+            )
+            self._apiserver.start()
+            self.wait_ready(deadline - time.monotonic())
+            self._write_kubeconfig(self.kubeconfig, self._admin, "admin")
+        except BaseException:
+            self.stop()
+            raise
+        _log.info("control_plane_started", server=self.server, workdir=str(self.workdir))
+        return self
+
+    def _start_etcd(self, binary: Path, deadline: float) -> None:
+        self.etcd_port, peer = _free_port(), _free_port()
+        client_url, peer_url = f"http://{_HOST}:{self.etcd_port}", f"http://{_HOST}:{peer}"
+        self._etcd = ManagedProcess("etcd", [
+            str(binary), "--name=envtest", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=envtest={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
+        ], self.workdir / "etcd.log")
+        self._etcd.start()
+        etcd = self._etcd
+        _wait("etcd /health", lambda: _http.request(_HOST, self.etcd_port, "GET", "/health",
+                                                    timeout=2).status == 200,
+              deadline, etcd.check_alive)
+
+    def _apiserver_args(self, binary: Path, serving: CertPair, sa: CertPair) -> list[str]:
+        assert self._ca is not None
+        self.port = _free_port()
+        return [
+            str(binary), f"--etcd-servers=http://{_HOST}:{self.etcd_port}",
+            f"--bind-address={_HOST}", f"--advertise-address={_HOST}",
+            f"--secure-port={self.port}", f"--cert-dir={self.workdir / 'pki'}",
+            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={self._ca.cert_path}", "--authorization-mode=RBAC",
+            f"--service-account-key-file={sa.cert}",
+            f"--service-account-signing-key-file={sa.key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.96.0.0/24", "--allow-privileged=true",
+            "--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount",
+            f"--watch-cache={'true' if self._watch_cache else 'false'}",
+            *self._extra,
+        ]
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until ``/readyz`` answers ok and the ``default`` namespace exists."""
+        deadline = time.monotonic() + timeout
+        api = self._apiserver
+        if api is None:
+            raise ControlPlaneError("the control plane is not started")
+        _wait("kube-apiserver /readyz", lambda: self.request("GET", "/readyz").status == 200,
+              deadline, api.check_alive)
+        _wait("the default namespace",
+              lambda: self.request("GET", "/api/v1/namespaces/default").status == 200,
+              deadline, api.check_alive)
+
+    def stop(self) -> None:
+        """Stop kwok, the apiserver and etcd; remove the workdir if we made it. Idempotent."""
+        for proc in (self._kwok, self._apiserver, self._etcd):
+            if proc is not None:
+                proc.stop()
+        self._kwok = self._apiserver = self._etcd = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> str:
+        """The apiserver URL."""
+        return f"https://{_HOST}:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        """Pids of the running children (for leak checks)."""
+        procs = (self._etcd, self._apiserver, self._kwok)
+        return [p.pid for p in procs if p is not None and p.pid is not None]
+
+    # -- requests and users ------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, *,
+                content_type: str = "application/json") -> _http.Response:
+        """Send one request as the admin user."""
+        assert self._ca is not None and self._admin is not None
+        return _http.request(_HOST, self.port, method, path, body=body, ca=self._ca.cert_path,
+                             cert=(self._admin.cert, self._admin.key),
+                             content_type=content_type)
+
+    def _write_kubeconfig(self, path: Path, pair: CertPair | None, user: str,
+                          token: str | None = None) -> Path:
+        assert self._ca is not None
+        creds: dict[str, str] = (
+            {"token": token} if token is not None else
+            {"client-certificate": str(pair.cert), "client-key": str(pair.key)} if pair else {}
+        )
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "envtest",
+            "clusters": [{"name": "envtest", "cluster": {
+                "server": self.server, "certificate-authority": str(self._ca.cert_path)}}],
+            "users": [{"name": user, "user": creds}],
+            "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
+        }
+        path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))  # JSON is YAML
+        path.chmod(0o600)
+        return path
+
+    def add_user(self, name: str, groups: tuple[str, ...] = ()) -> Path:
+        """Issue a client certificate for ``name`` in ``groups``; return its kubeconfig."""
+        if self._ca is None:
+            raise ControlPlaneError("the control plane is not started")
+        safe = "".join(c if c.isalnum() else "-" for c in name)
+        pair = self._ca.issue(f"user-{safe}", name, organizations=groups)
+        return self._write_kubeconfig(self.workdir / f"{safe}.kubeconfig", pair, name)
+
+    def service_account_token(self, namespace: str, name: str, *,
+                              expiration_seconds: int = 3600) -> str:
+        """Create the ServiceAccount if missing and issue a token for it (TokenRequest API)."""
+        base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        resp = self.request("POST", base, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                           "metadata": {"name": name}})
+        if resp.status not in (201, 409):
+            raise ControlPlaneError(f"creating ServiceAccount {namespace}/{name}: {resp.text}")
+        resp = self.request("POST", f"{base}/{name}/token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_seconds}})
+        if resp.status != 201:
+            raise ControlPlaneError(f"TokenRequest for {namespace}/{name}: {resp.text}")
+        return str(resp.body["status"]["token"])
+
+    def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
+        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` by token."""
+        token = self.service_account_token(namespace, name)
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return self._write_kubeconfig(self.workdir / f"sa-{namespace}-{name}.kubeconfig",
+                                      None, user, token=token)
+
+    # -- faults ------------------------------------------------------------------------
+    def restart_apiserver(self) -> None:
+        """Stop and start the apiserver on the same port; etcd (and so all data) stays."""
+        if self._apiserver is None:
+            raise ControlPlaneError("the control plane is not started")
+        self._apiserver.stop()
+        self._apiserver.start()
+        self.wait_ready(self._start_timeout)
+
+    def etcd_revision(self) -> int:
+        """The current etcd revision (what resourceVersions are made of)."""
+        key = base64.b64encode(b"/").decode()
+        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/range",
+                             body={"key": key, "limit": 1})
+        return int(resp.body["header"]["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd at its current revision; return it.
+
+        Afterwards a watch from any older resourceVersion is answered with 410 Gone (the
+        apiserver runs without a watch cache unless ``watch_cache=True``).
+        """
+        revision = self.etcd_revision()
+        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/compaction",
+                             body={"revision": str(revision), "physical": True})
+        if resp.status != 200:
+            raise ControlPlaneError(f"etcd compaction failed: {resp.status} {resp.text}")
+        return revision
+
+    def pause(self) -> None:
+        """SIGSTOP the apiserver: connections stay open but go silent (a network stall)."""
+        if self._apiserver is not None:
+            self._apiserver.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the apiserver after ``pause()``."""
+        if self._apiserver is not None:
+            self._apiserver.signal(signal.SIGCONT)
+
+    # -- kwok --------------------------------------------------------------------------
+    def create_node(self, name: str) -> None:
+        """Create a kwok-managed Node; pods bound to it become Running (starts kwok)."""
+        if self._kwok is None:
+            binaries = self._binaries
+            if binaries is None or binaries.kwok is None:
+                raise ControlPlaneError("kwok is not available (build it or add it to the assets)")
+            self._kwok = Kwok(binaries.kwok, self.kubeconfig, self.workdir)
+            self._kwok.start()
+        resp = self.request("POST", "/api/v1/nodes", Kwok.node_manifest(name))
+        if resp.status not in (201, 409):
+            raise ControlPlaneError(f"creating node {name}: {resp.status} {resp.text}")
+
+    def restart_container(self, namespace: str, pod: str, container: str | None = None) -> int:
+        """Make one container of a Running pod count a restart; return the new count."""
+        return Kwok.restart_container(self.request, namespace, pod, container)
