@@ -1,0 +1,330 @@
+"""The Prometheus metrics provider (≙ k8s.io/component-base/metrics/prometheus/workqueue).
+
+The only module of pycontroller that imports ``prometheus_client``. Work queue metric
+names, help texts, the ``name`` label and the histogram buckets are client-go's, and the
+controller metrics are controller-runtime's, so dashboards and alerts written for Go
+controllers work unchanged. ``exposition`` renders a registry for a ``/metrics`` endpoint.
+
+Each metric family is registered once per ``CollectorRegistry`` (cached in a
+``WeakKeyDictionary`` keyed by the registry), so any number of providers and queues can
+share one registry; each queue gets the child labelled with its ``name``.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar, cast, final
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import Counter as _PromCounter
+from prometheus_client import Gauge as _PromGauge
+from prometheus_client import Histogram as _PromHistogram
+
+from pycontroller.metrics._provider import Counter, FunctionGauge, Gauge, Histogram
+
+__all__ = ["WORKQUEUE_DURATION_BUCKETS", "PrometheusMetricsProvider", "exposition"]
+
+WORKQUEUE_DURATION_BUCKETS: tuple[float, ...] = tuple(float(f"1e{k}") for k in range(-8, 2))
+"""client-go's buckets for the workqueue duration histograms: 1e-8 s to 10 s, a decade apart."""
+
+_LABELS = ("name",)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _WorkqueueFamilies:
+    depth: _PromGauge
+    adds: _PromCounter
+    latency: _PromHistogram
+    work_duration: _PromHistogram
+    unfinished_work_seconds: _PromGauge
+    longest_running_processor_seconds: _PromGauge
+    retries: _PromCounter
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _WorkqueueFamilies:
+        buckets = WORKQUEUE_DURATION_BUCKETS
+        return cls(
+            depth=_PromGauge(
+                "workqueue_depth", "Current depth of workqueue", _LABELS, registry=registry
+            ),
+            adds=_PromCounter(
+                "workqueue_adds_total", "Total number of adds handled by workqueue",
+                _LABELS, registry=registry,
+            ),
+            latency=_PromHistogram(
+                "workqueue_queue_duration_seconds",
+                "How long in seconds an item stays in workqueue before being requested.",
+                _LABELS, registry=registry, buckets=buckets,
+            ),
+            work_duration=_PromHistogram(
+                "workqueue_work_duration_seconds",
+                "How long in seconds processing an item from workqueue takes.",
+                _LABELS, registry=registry, buckets=buckets,
+            ),
+            unfinished_work_seconds=_PromGauge(
+                "workqueue_unfinished_work_seconds",
+                "How many seconds of work has done that is in progress and hasn't been "
+                "observed by work_duration. Large values indicate stuck threads. One can "
+                "deduce the number of stuck threads by observing the rate at which this "
+                "increases.",
+                _LABELS, registry=registry,
+            ),
+            longest_running_processor_seconds=_PromGauge(
+                "workqueue_longest_running_processor_seconds",
+                "How many seconds has the longest running processor for workqueue been "
+                "running.",
+                _LABELS, registry=registry,
+            ),
+            retries=_PromCounter(
+                "workqueue_retries_total", "Total number of retries handled by workqueue",
+                _LABELS, registry=registry,
+            ),
+        )
+
+
+# Reflector families (protocol: pycontroller.cache._reflector_metrics). client-go defines
+# these (as summaries) but no longer records them; ours are histograms.
+_SECONDS_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
+_SIZE_BUCKETS = (1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _ReflectorFamilies:
+    lists: _PromCounter
+    relists: _PromCounter
+    list_duration: _PromHistogram
+    items_per_list: _PromHistogram
+    watches: _PromCounter
+    short_watches: _PromCounter
+    watch_duration: _PromHistogram
+    items_per_watch: _PromHistogram
+    watch_errors: _PromCounter
+    last_resource_version: _PromGauge
+    last_resource_version_timestamp: _PromGauge
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _ReflectorFamilies:
+        def counter(name: str, doc: str) -> _PromCounter:
+            return _PromCounter(name, doc, _LABELS, registry=registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> _PromHistogram:
+            return _PromHistogram(name, doc, _LABELS, registry=registry, buckets=buckets)
+
+        def gauge(name: str, doc: str) -> _PromGauge:
+            return _PromGauge(name, doc, _LABELS, registry=registry)
+
+        return cls(
+            lists=counter("reflector_lists_total", "Full syncs (LIST or WatchList) completed."),
+            relists=counter("reflector_relists_total", "Syncs after the first one."),
+            list_duration=histogram("reflector_list_duration_seconds",
+                                    "Seconds per completed LIST.", _SECONDS_BUCKETS),
+            items_per_list=histogram("reflector_items_per_list", "Items per completed LIST.",
+                                     _SIZE_BUCKETS),
+            watches=counter("reflector_watches_total", "WATCH requests opened."),
+            short_watches=counter("reflector_short_watches_total",
+                                  "Watches closed within a second without an event."),
+            watch_duration=histogram("reflector_watch_duration_seconds",
+                                     "Seconds per watch stream.", _SECONDS_BUCKETS),
+            items_per_watch=histogram("reflector_items_per_watch", "Events per watch stream.",
+                                      _SIZE_BUCKETS),
+            watch_errors=counter("reflector_watch_errors_total",
+                                 "List and watch errors the reflector recovered from."),
+            last_resource_version=gauge("reflector_last_resource_version",
+                                        "Last resourceVersion seen (when numeric)."),
+            last_resource_version_timestamp=gauge(
+                "reflector_last_resource_version_timestamp_seconds",
+                "Unix time the resourceVersion last advanced."),
+        )
+
+
+# Controller families (protocol: pycontroller.controller._metrics), controller-runtime's
+# names and reconcile-time buckets.
+_CONTROLLER_LABELS = ("controller",)
+_RECONCILE_SECONDS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7,
+    0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0,
+    10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0,
+)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _ControllerFamilies:
+    reconcile_total: _PromCounter
+    reconcile_errors: _PromCounter
+    reconcile_time: _PromHistogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _ControllerFamilies:
+        return cls(
+            reconcile_total=_PromCounter(
+                "controller_runtime_reconcile_total",
+                "Total number of reconciliations per controller",
+                ("controller", "result"), registry=registry),
+            reconcile_errors=_PromCounter(
+                "controller_runtime_reconcile_errors_total",
+                "Total number of reconciliation errors per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            reconcile_time=_PromHistogram(
+                "controller_runtime_reconcile_time_seconds",
+                "Length of time per reconciliation per controller",
+                _CONTROLLER_LABELS, registry=registry, buckets=_RECONCILE_SECONDS),
+        )
+
+
+F = TypeVar("F")
+
+_families_lock = threading.Lock()
+# registry -> {family group's register function -> its families}. The families hold no
+# reference to their registry, so an entry vanishes with its registry.
+_families: weakref.WeakKeyDictionary[
+    CollectorRegistry, dict[Callable[[CollectorRegistry], object], object]
+] = weakref.WeakKeyDictionary()  # guarded by _families_lock
+
+
+def _families_for(registry: CollectorRegistry, register: Callable[[CollectorRegistry], F]) -> F:
+    """Return ``register(registry)``, calling it at most once per registry."""
+    with _families_lock:
+        groups = _families.setdefault(registry, {})
+        families = groups.get(register)
+        if families is None:
+            families = register(registry)
+            groups[register] = families
+        return cast(F, families)
+
+
+def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    """Return ``registry`` in the Prometheus text format, with its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@final
+class PrometheusMetricsProvider:
+    """Records component metrics in a ``prometheus_client`` registry.
+
+    Implements the work queue, reflector and controller provider protocols. Each group of
+    families is registered in ``registry`` on first use (once per registry, whichever
+    provider instance asks first); registering fails with ``ValueError`` if a collector
+    outside pycontroller already owns one of the names. Two queues with the same ``name``
+    share their time series, as in client-go; for the callback gauges (``workqueue_depth``,
+    ``workqueue_unfinished_work_seconds``, ``workqueue_longest_running_processor_seconds``)
+    the queue created last wins.
+
+    Args:
+        registry: where to register the families; defaults to prometheus_client's global
+            ``REGISTRY``. Tests pass a fresh ``CollectorRegistry()``.
+
+    Thread-safety: thread-safe.
+
+    Invariants: for a given registry, each family is constructed at most once.
+    """
+
+    def __init__(self, *, registry: CollectorRegistry = REGISTRY) -> None:
+        self._registry = registry
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry the metrics are recorded in."""
+        return self._registry
+
+    def _wq(self) -> _WorkqueueFamilies:
+        return _families_for(self._registry, _WorkqueueFamilies.register)
+
+    def _rf(self) -> _ReflectorFamilies:
+        return _families_for(self._registry, _ReflectorFamilies.register)
+
+    def _ctl(self) -> _ControllerFamilies:
+        return _families_for(self._registry, _ControllerFamilies.register)
+
+    def new_depth_metric(self, name: str) -> FunctionGauge:
+        """Return the ``workqueue_depth`` child for ``name``."""
+        return self._wq().depth.labels(name)
+
+    def new_adds_metric(self, name: str) -> Counter:
+        """Return the ``workqueue_adds_total`` child for ``name``."""
+        return self._wq().adds.labels(name)
+
+    def new_latency_metric(self, name: str) -> Histogram:
+        """Return the ``workqueue_queue_duration_seconds`` child for ``name``."""
+        return self._wq().latency.labels(name)
+
+    def new_work_duration_metric(self, name: str) -> Histogram:
+        """Return the ``workqueue_work_duration_seconds`` child for ``name``."""
+        return self._wq().work_duration.labels(name)
+
+    def new_unfinished_work_seconds_metric(self, name: str) -> FunctionGauge:
+        """Return the ``workqueue_unfinished_work_seconds`` child for ``name``."""
+        return self._wq().unfinished_work_seconds.labels(name)
+
+    def new_longest_running_processor_seconds_metric(self, name: str) -> FunctionGauge:
+        """Return the ``workqueue_longest_running_processor_seconds`` child for ``name``."""
+        return self._wq().longest_running_processor_seconds.labels(name)
+
+    def new_retries_metric(self, name: str) -> Counter:
+        """Return the ``workqueue_retries_total`` child for ``name``."""
+        return self._wq().retries.labels(name)
+
+    # -- reflector metrics (pycontroller.cache ReflectorMetricsProvider) -----------------
+
+    def new_lists_metric(self, name: str) -> Counter:
+        """Return the ``reflector_lists_total`` child for ``name``."""
+        return self._rf().lists.labels(name)
+
+    def new_relists_metric(self, name: str) -> Counter:
+        """Return the ``reflector_relists_total`` child for ``name``."""
+        return self._rf().relists.labels(name)
+
+    def new_list_duration_metric(self, name: str) -> Histogram:
+        """Return the ``reflector_list_duration_seconds`` child for ``name``."""
+        return self._rf().list_duration.labels(name)
+
+    def new_items_in_list_metric(self, name: str) -> Histogram:
+        """Return the ``reflector_items_per_list`` child for ``name``."""
+        return self._rf().items_per_list.labels(name)
+
+    def new_watches_metric(self, name: str) -> Counter:
+        """Return the ``reflector_watches_total`` child for ``name``."""
+        return self._rf().watches.labels(name)
+
+    def new_short_watches_metric(self, name: str) -> Counter:
+        """Return the ``reflector_short_watches_total`` child for ``name``."""
+        return self._rf().short_watches.labels(name)
+
+    def new_watch_duration_metric(self, name: str) -> Histogram:
+        """Return the ``reflector_watch_duration_seconds`` child for ``name``."""
+        return self._rf().watch_duration.labels(name)
+
+    def new_items_in_watch_metric(self, name: str) -> Histogram:
+        """Return the ``reflector_items_per_watch`` child for ``name``."""
+        return self._rf().items_per_watch.labels(name)
+
+    def new_watch_errors_metric(self, name: str) -> Counter:
+        """Return the ``reflector_watch_errors_total`` child for ``name``."""
+        return self._rf().watch_errors.labels(name)
+
+    def new_last_resource_version_metric(self, name: str) -> Gauge:
+        """Return the ``reflector_last_resource_version`` child for ``name``."""
+        return self._rf().last_resource_version.labels(name)
+
+    def new_last_resource_version_timestamp_metric(self, name: str) -> Gauge:
+        """Return the ``reflector_last_resource_version_timestamp_seconds`` child."""
+        return self._rf().last_resource_version_timestamp.labels(name)
+
+    # -- controller metrics (pycontroller.controller ControllerMetricsProvider) ----------
+
+    def new_reconcile_total_metric(self, controller: str, result: str) -> Counter:
+        """Return the ``controller_runtime_reconcile_total`` child."""
+        return self._ctl().reconcile_total.labels(controller, result)
+
+    def new_reconcile_errors_metric(self, controller: str) -> Counter:
+        """Return the ``controller_runtime_reconcile_errors_total`` child."""
+        return self._ctl().reconcile_errors.labels(controller)
+
+    def new_reconcile_time_metric(self, controller: str) -> Histogram:
+        """Return the ``controller_runtime_reconcile_time_seconds`` child."""
+        return self._ctl().reconcile_time.labels(controller)
