@@ -247,11 +247,34 @@ class ControlPlane:
     # -- faults ------------------------------------------------------------------------
     def restart_apiserver(self) -> None:
         """Stop and start the apiserver on the same port; etcd (and so all data) stays."""
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop_apiserver(self) -> None:
+        """Stop the apiserver (clients see connection refused); etcd keeps running."""
         if self._apiserver is None:
             raise ControlPlaneError("the control plane is not started")
         self._apiserver.stop()
+
+    def start_apiserver(self) -> None:
+        """Start a stopped apiserver again on the same port and wait until ready."""
+        if self._apiserver is None:
+            raise ControlPlaneError("the control plane is not started")
         self._apiserver.start()
         self.wait_ready(self._start_timeout)
+
+    def etcd_delete(self, key: str) -> int:
+        """Delete a storage key behind the apiserver's back (e.g. ``/registry/pods/ns/p``).
+
+        With the apiserver stopped and followed by ``compact_etcd()``, this is a delete that
+        watchers missed: they can only learn of it by relisting. Returns how many keys went.
+        """
+        encoded = base64.b64encode(key.encode()).decode()
+        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/deleterange",
+                             body={"key": encoded})
+        if resp.status != 200:
+            raise ControlPlaneError(f"etcd delete failed: {resp.status} {resp.text}")
+        return int(resp.body.get("deleted", 0))
 
     def etcd_revision(self) -> int:
         """The current etcd revision (what resourceVersions are made of)."""

@@ -13,7 +13,12 @@ from pycontroller._util._wait import wait_for
 from pycontroller.client import CONFIGMAPS, PODS, Client, connect
 from pycontroller.client._errors import api_error
 from pycontroller.envtest import Binaries, ControlPlane, _http
-from pycontroller.errors import ControlPlaneError, ForbiddenError, ResourceExpiredError
+from pycontroller.errors import (
+    ControlPlaneError,
+    ForbiddenError,
+    NotFoundError,
+    ResourceExpiredError,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +190,16 @@ def test_kubeconfig_loads_with_official_client(kube_envtest: ControlPlane) -> No
         api.close()
     assert "default" in names
     assert os.stat(kube_envtest.kubeconfig).st_mode & 0o077 == 0
+
+
+def test_delete_behind_a_stopped_apiserver(
+    kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str
+) -> None:
+    kube_client.create(CONFIGMAPS, _configmap("doomed"), kube_namespace)
+    kube_envtest.stop_apiserver()
+    try:
+        assert kube_envtest.etcd_delete(f"/registry/configmaps/{kube_namespace}/doomed") == 1
+    finally:
+        kube_envtest.start_apiserver()
+    with pytest.raises(NotFoundError):
+        kube_client.get(CONFIGMAPS, "doomed", kube_namespace)

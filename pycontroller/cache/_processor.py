@@ -1,0 +1,158 @@
+"""Fan-out of informer notifications to handlers (≙ shared_informer.go processorListener).
+
+Data flow: informer (after updating its indexer) → ``_Listener.push`` (never blocks) →
+the listener's own thread → the user's ``on_add``/``on_update``/``on_delete``. Each handler
+has an unbounded buffer and one thread, so a slow handler delays nobody else; its backlog is
+visible through ``Registration.pending()`` (and the informer's metrics).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Final, final
+
+import structlog
+
+from pycontroller._util._clock import Clock
+from pycontroller.cache._keys import DeletedFinalStateUnknown
+
+_log = structlog.get_logger(__name__)
+
+Obj = Mapping[str, Any]
+OnAdd = Callable[[Obj, bool], object]
+OnUpdate = Callable[[Obj, Obj], object]
+OnDelete = Callable[[Obj | DeletedFinalStateUnknown[Obj]], object]
+MIN_RESYNC: Final = 1.0
+
+_ADD, _UPDATE, _DELETE = 0, 1, 2
+
+
+@final
+class Registration:
+    """The handle ``add_event_handler`` returns.
+
+    ``has_synced()`` is true once the informer has synced **and** this handler has
+    returned from ``on_add`` for every object of the initial list (or, for a handler added
+    later, for every object that was cached when it was added). Wait on this, not on the
+    informer, before starting workers.
+
+    Thread-safety: thread-safe.
+    """
+
+    def __init__(self, listener: _Listener, informer_synced: Callable[[], bool]) -> None:
+        self._listener = listener
+        self._informer_synced = informer_synced
+
+    def has_synced(self) -> bool:
+        """Whether this handler has seen the whole initial state."""
+        return self._informer_synced() and self._listener.initial_pending() == 0
+
+    def pending(self) -> int:
+        """Notifications buffered for this handler and not yet delivered."""
+        return self._listener.pending()
+
+    @property
+    def resync_period(self) -> float:
+        """The effective resync period of this handler (0: never)."""
+        return self._listener.resync_period
+
+    @property
+    def removed(self) -> bool:
+        """Whether the handler was removed or its informer stopped."""
+        return self._listener.stopped
+
+
+@final
+class _Listener:
+    """One handler's buffer and thread. Thread-safe; see module docstring."""
+
+    def __init__(self, name: str, *, on_add: OnAdd | None, on_update: OnUpdate | None,
+                 on_delete: OnDelete | None, resync_period: float, clock: Clock) -> None:
+        self.name = name
+        self._handlers = (on_add, on_update, on_delete)
+        self.resync_period = resync_period
+        self._clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._buffer: deque[tuple[int, Any, Any]] = deque()  # guarded by _cond
+        self._initial = 0  # guarded by _cond; queued initial-list adds not yet returned
+        self.stopped = False  # guarded by _cond
+        self.next_resync = clock.now() + resync_period
+        self.syncing = False  # set by the informer's resync check, under its delta lock
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._log = _log.bind(component="informer", handler=name)
+
+    def start(self) -> None:
+        """Start delivering."""
+        self._thread.start()
+
+    def push(self, kind: int, a: Any, b: Any = None) -> None:
+        """Queue a notification (``_ADD`` with b=is_in_initial_list, ``_UPDATE``, ``_DELETE``)."""
+        with self._cond:
+            if self.stopped:
+                return
+            if kind == _ADD and b:
+                self._initial += 1
+            self._buffer.append((kind, a, b))
+            if len(self._buffer) == 1:
+                self._cond.notify()
+
+    def pending(self) -> int:
+        """Buffered notifications."""
+        with self._cond:
+            return len(self._buffer)
+
+    def initial_pending(self) -> int:
+        """Initial-list adds not yet returned from ``on_add``."""
+        with self._cond:
+            return self._initial
+
+    def due_for_resync(self, now: float) -> bool:
+        """Mark (and return) whether this handler's resync is due at ``now``."""
+        if self.resync_period <= 0:
+            self.syncing = False
+            return False
+        self.syncing = now >= self.next_resync
+        if self.syncing:
+            self.next_resync = now + self.resync_period
+        return self.syncing
+
+    def stop(self) -> None:
+        """Stop delivering; buffered notifications are dropped, a running call completes."""
+        with self._cond:
+            self.stopped = True
+            self._buffer.clear()
+            self._initial = 0
+            self._cond.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread (not from inside a handler)."""
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._buffer and not self.stopped:
+                    self._cond.wait()
+                if self.stopped:
+                    return
+                kind, a, b = self._buffer.popleft()
+            self._deliver(kind, a, b)
+
+    def _deliver(self, kind: int, a: Any, b: Any) -> None:
+        handler: Callable[..., object] | None = self._handlers[kind]
+        try:
+            if handler is not None:
+                if kind == _DELETE:
+                    handler(a)
+                else:
+                    handler(a, b)
+        except Exception:  # a failing handler must not stop the others
+            self._log.exception("handler_failed", notification=("add", "update", "delete")[kind])
+        finally:
+            if kind == _ADD and b:
+                with self._cond:
+                    if self._initial > 0:
+                        self._initial -= 1

@@ -1,0 +1,334 @@
+"""SharedIndexInformer: one cache per resource, shared by many handlers (≙ shared_informer.go).
+
+Data flow: Reflector → RealFIFO → **informer** (``_process``: apply each delta to the
+indexer, then notify every handler's buffer) → handler threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, final
+
+import structlog
+
+from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller.cache._fifo import Delta, DeltaType
+from pycontroller.cache._gc import freeze_cache
+from pycontroller.cache._index import NAMESPACE_INDEX, IndexFunc, meta_namespace_index_func
+from pycontroller.cache._keys import DeletedFinalStateUnknown
+from pycontroller.cache._lister import Lister
+from pycontroller.cache._mutation_detector import CacheMutationDetector
+from pycontroller.cache._processor import (
+    _ADD,
+    _DELETE,
+    _UPDATE,
+    MIN_RESYNC,
+    Obj,
+    OnAdd,
+    OnDelete,
+    OnUpdate,
+    Registration,
+    _Listener,
+)
+from pycontroller.cache._real_fifo import RealFIFO
+from pycontroller.cache._reflector import Reflector
+from pycontroller.cache._reflector_metrics import ReflectorMetrics, ReflectorMetricsProvider
+from pycontroller.cache._thread_safe_store import ThreadSafeStore
+from pycontroller.client._list_watch import ListerWatcher
+from pycontroller.errors import ShutDownError
+
+_log = structlog.get_logger(__name__)
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The default transform: drop ``metadata.managedFields`` (often half of an object)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
+def _rv(obj: Obj | DeletedFinalStateUnknown[Obj] | None) -> str | None:
+    if obj is None or isinstance(obj, DeletedFinalStateUnknown):
+        return None
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+@final
+class SharedIndexInformer:
+    """Lists and watches one resource into an indexed cache and notifies handlers.
+
+    Contract (as client-go's): the cache is updated before handlers hear of a change, so a
+    handler may see a cache newer than its notification; each handler gets every add,
+    update and delete in order, on its own thread (a slow or failing handler delays and
+    breaks nobody else; failures are logged as ``handler_failed``); ``on_delete`` may
+    receive a ``DeletedFinalStateUnknown`` when a delete happened while the watch was down;
+    after a relist, unchanged objects reach only handlers that asked for resync; cached
+    objects are shared and must not be mutated (the mutation detector checks, always on
+    under the pytest plugin). Objects pass ``transform`` (default: drop managedFields)
+    once, before they are cached.
+
+    Thread-safety: thread-safe. ``run`` is called once; a stopped informer never restarts.
+    """
+
+    def __init__(
+        self, lister_watcher: ListerWatcher, *, name: str = "", expected_kind: str | None = None,
+        resync_period: float = 0.0, indexers: Mapping[str, IndexFunc[Obj]] | None = None,
+        transform: Transform | None = strip_managed_fields, clock: Clock = REAL_CLOCK,
+        metrics: ReflectorMetricsProvider | None = None, use_watch_list: bool = True,
+        inactivity_timeout: float = 100.0, freeze_gc_after_sync: bool = False,
+        on_watch_error: Callable[[BaseException], None] | None = None,
+        reflector_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name or lister_watcher.description
+        self._lw = lister_watcher
+        self._kind = expected_kind
+        self._clock = clock
+        self._default_resync = max(resync_period, MIN_RESYNC) if resync_period > 0 else 0.0
+        self._check_period = self._default_resync
+        self._indexer: ThreadSafeStore[Obj] = ThreadSafeStore(
+            indexers={NAMESPACE_INDEX: meta_namespace_index_func, **(indexers or {})})
+        self._transform = transform
+        self._fifo: RealFIFO[Obj] = RealFIFO(known_objects=self._indexer,
+                                             transform=transform)  # type: ignore[arg-type]
+        self._metrics_provider = metrics
+        self._use_watch_list = use_watch_list
+        self._inactivity = inactivity_timeout
+        self._freeze_gc = freeze_gc_after_sync
+        self._on_watch_error = on_watch_error
+        self._reflector_options = dict(reflector_options or {})
+        self._detector = CacheMutationDetector(name=self.name, clock=clock)
+        self._log = _log.bind(component="informer", informer=self.name)
+        # _block_deltas serialises delta processing with handler registration, so a handler
+        # added after start sees its synthetic adds before any later change.
+        self._block_deltas = threading.RLock()
+        self._listeners: list[_Listener] = []  # guarded by _block_deltas
+        self._syncing: list[_Listener] = []  # guarded by _block_deltas
+        self._handler_seq = 0  # guarded by _block_deltas
+        self._state_lock = threading.Lock()
+        self._started = False  # guarded by _state_lock
+        self._stopped = False  # guarded by _state_lock
+        self._synced = threading.Event()
+        self._reflector: Reflector | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- configuration -----------------------------------------------------------------
+    def _require_not_started(self, what: str) -> None:
+        with self._state_lock:
+            if self._started:
+                raise RuntimeError(f"{what}: informer {self.name} has already started")
+
+    def set_transform(self, transform: Transform | None) -> None:
+        """Replace the transform. Raises RuntimeError after start."""
+        self._require_not_started("set_transform")
+        self._transform = transform
+        self._fifo = RealFIFO(known_objects=self._indexer,
+                              transform=transform)  # type: ignore[arg-type]
+
+    def set_watch_error_handler(self, handler: Callable[[BaseException], None]) -> None:
+        """Call ``handler`` with every list/watch error. Raises RuntimeError after start."""
+        self._require_not_started("set_watch_error_handler")
+        self._on_watch_error = handler
+
+    def add_indexers(self, indexers: Mapping[str, IndexFunc[Obj]]) -> None:
+        """Add indexes (also after start; they cover existing objects).
+
+        Raises:
+            ValueError: an index of that name exists.
+        """
+        self._indexer.add_indexers(indexers)
+
+    # -- handlers ----------------------------------------------------------------------
+    def add_event_handler(
+        self, *, on_add: OnAdd | None = None, on_update: OnUpdate | None = None,
+        on_delete: OnDelete | None = None, resync_period: float | None = None,
+    ) -> Registration:
+        """Register a handler; returns its handle (see ``Registration.has_synced``).
+
+        ``resync_period`` (default: the informer's) replays the cache to this handler as
+        ``on_update(obj, obj)``; 0 disables it; positive values are raised to at least 1 s,
+        and after start to at least the informer's check period.
+
+        Raises:
+            ShutDownError: the informer was stopped.
+        """
+        period = self._default_resync if resync_period is None else resync_period
+        if period > 0:
+            period = max(period, MIN_RESYNC)
+        # Lock order everywhere: _block_deltas, then _state_lock.
+        with self._block_deltas:
+            with self._state_lock:
+                if self._stopped:
+                    raise ShutDownError(f"informer {self.name} is stopped")
+                started = self._started
+                period = self._effective_period_locked(period, started)
+            self._handler_seq += 1
+            listener = _Listener(f"pycontroller-handler-{self.name}-{self._handler_seq}",
+                                 on_add=on_add, on_update=on_update, on_delete=on_delete,
+                                 resync_period=period, clock=self._clock)
+            self._listeners.append(listener)
+            if started:  # replay the cache as initial adds, then live events follow
+                for obj in self._indexer.list():
+                    listener.push(_ADD, obj, True)
+                listener.start()
+        self._log.debug("handler_added", handler=listener.name, resync_period=period)
+        return Registration(listener, self.has_synced)
+
+    def _effective_period_locked(self, period: float, started: bool) -> float:
+        if period <= 0:
+            return 0.0
+        if not started:
+            if self._check_period == 0 or period < self._check_period:
+                self._check_period = period
+            return period
+        if self._check_period == 0:
+            self._log.warning("handler_resync_disabled", reason="informer has no resync")
+            return 0.0
+        return max(period, self._check_period)
+
+    def remove_event_handler(self, registration: Registration) -> None:
+        """Stop deliveries to a handler. Idempotent; returns before a running call ends."""
+        listener = registration._listener  # our own handle type
+        with self._block_deltas:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+            if listener in self._syncing:
+                self._syncing.remove(listener)
+        listener.stop()
+
+    # -- reads -------------------------------------------------------------------------
+    def has_synced(self) -> bool:
+        """Whether the initial list has been applied to the cache."""
+        if not self._synced.is_set() and self._fifo.has_synced():
+            self._on_synced()  # e.g. an empty initial list: nothing was popped
+        return self._synced.is_set()
+
+    @property
+    def lister(self) -> Lister[Obj]:
+        """A read-only view of the cache."""
+        return Lister(self._indexer)
+
+    @property
+    def indexer(self) -> ThreadSafeStore[Obj]:
+        """The indexed cache. Read from it; never write (only the informer writes)."""
+        return self._indexer
+
+    @property
+    def last_sync_resource_version(self) -> str:
+        """The reflector's last resourceVersion ("" before start)."""
+        return self._reflector.last_sync_resource_version if self._reflector else ""
+
+    # -- running -----------------------------------------------------------------------
+    def start(self, stop: threading.Event) -> None:
+        """Run in a background thread (``pycontroller-informer-<name>``) until ``stop``."""
+        thread = threading.Thread(target=self.run, args=(stop,), daemon=True,
+                                  name=f"pycontroller-informer-{self.name}")
+        self._thread = thread
+        thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a ``start``-ed informer to finish after its stop event was set."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self, stop: threading.Event) -> None:
+        """List, watch and process until ``stop`` is set, then stop every handler."""
+        with self._block_deltas, self._state_lock:
+            if self._started or self._stopped:
+                self._log.warning("informer_already_started")
+                return
+            self._started = True
+            for listener in self._listeners:
+                listener.start()
+        reflector = Reflector(
+            self._lw, self._fifo, name=self.name, expected_kind=self._kind,
+            resync_period=self._check_period, should_resync=self._should_resync,
+            use_watch_list=self._use_watch_list, inactivity_timeout=self._inactivity,
+            clock=self._clock, on_watch_error=self._on_watch_error,
+            metrics=ReflectorMetrics(self._metrics_provider, self.name),
+            **self._reflector_options,
+        )
+        self._reflector = reflector
+        reflector_thread = threading.Thread(target=self._run_reflector, args=(stop,),
+                                            daemon=True,
+                                            name=f"pycontroller-reflector-{self.name}")
+        reflector_thread.start()
+        self._log.info("informer_started")
+        try:
+            self._pop_loop(stop)
+        finally:
+            stop.set()
+            reflector_thread.join()
+            with self._block_deltas, self._state_lock:
+                self._stopped = True
+                listeners, self._listeners = list(self._listeners), []
+            for listener in listeners:
+                listener.stop()
+            for listener in listeners:
+                listener.join(5.0)
+            self._log.info("informer_stopped")
+
+    def _run_reflector(self, stop: threading.Event) -> None:
+        try:
+            assert self._reflector is not None
+            self._reflector.run(stop)
+        finally:
+            self._fifo.close()
+
+    def _pop_loop(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                self._fifo.pop(self._process)
+            except ShutDownError:
+                return
+            except Exception:
+                self._log.exception("delta_processing_failed")
+            if stop.is_set() and self._fifo.is_closed() and len(self._fifo) == 0:
+                return
+            self.has_synced()
+            self._detector.maybe_check()
+
+    def _on_synced(self) -> None:
+        with self._state_lock:
+            if self._synced.is_set():
+                return
+            self._synced.set()
+        self._log.info("cache_synced", objects=len(self._indexer))
+        if self._freeze_gc:
+            freeze_cache()
+
+    def _should_resync(self) -> bool:
+        now = self._clock.now()
+        with self._block_deltas:
+            self._syncing = [x for x in self._listeners if x.due_for_resync(now)]
+            return bool(self._syncing)
+
+    def _process(self, deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        with self._block_deltas:
+            for delta in deltas:
+                self._apply(delta, is_in_initial_list)
+
+    def _apply(self, delta: Delta[Obj], is_in_initial_list: bool) -> None:
+        obj = delta.obj
+        if delta.type is DeltaType.DELETED:
+            self._indexer.delete(obj)
+            for listener in self._listeners:
+                listener.push(_DELETE, obj)
+            return
+        assert not isinstance(obj, DeletedFinalStateUnknown)
+        old = self._indexer.get(obj)
+        if old is None:
+            self._indexer.add(obj)
+            self._detector.add_object(obj)
+            for listener in self._listeners:
+                listener.push(_ADD, obj, is_in_initial_list)
+            return
+        if old is not obj:
+            self._indexer.update(obj)
+            self._detector.add_object(obj)
+        is_sync = delta.type is DeltaType.SYNC or (
+            delta.type is DeltaType.REPLACED and _rv(old) == _rv(obj))
+        for listener in self._syncing if is_sync else self._listeners:
+            listener.push(_UPDATE, old, obj)

@@ -1,0 +1,159 @@
+"""The two ways a Reflector fetches the full state: a paginated LIST or a WatchList stream."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pycontroller._util._clock import Clock
+from pycontroller.cache._keys import meta_namespace_key
+from pycontroller.client._errors import api_error
+from pycontroller.client._list_watch import EventStream, ListerWatcher
+from pycontroller.errors import (
+    APIError,
+    BadRequestError,
+    InvalidError,
+    ResourceExpiredError,
+    TransportError,
+)
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+@dataclass(slots=True)
+class Page:
+    """A whole LIST: items (with kind/apiVersion set), its resourceVersion, page count."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    resource_version: str = ""
+    paginated: bool = False
+    pages: int = 0
+
+
+def _too_large(exc: APIError) -> bool:
+    causes = ((exc.body or {}).get("details") or {}).get("causes") or []
+    if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes):
+        return True
+    return "too large resource version" in exc.message.lower()
+
+
+def _fetch(lw: ListerWatcher, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return lw.list(**kwargs)
+    except ResourceExpiredError:
+        raise
+    except APIError as exc:
+        if _too_large(exc):
+            raise ResourceExpiredError(410, "TooLargeResourceVersion", exc.message,
+                                       exc.body) from exc
+        raise
+
+
+def _absorb(result: Page, page: dict[str, Any]) -> str | None:
+    items = page.get("items") or []
+    kind = str(page.get("kind") or "")
+    if kind.endswith("List"):
+        kind, api_version = kind[:-4], page.get("apiVersion")
+        for item in items:  # list items come without kind/apiVersion; watch events have them
+            item.setdefault("kind", kind)
+            item.setdefault("apiVersion", api_version)
+    result.items.extend(items)
+    result.pages += 1
+    token = (page.get("metadata") or {}).get("continue")
+    return str(token) if token else None
+
+
+def list_pages(lw: ListerWatcher, *, rv: str, limit: int | None,
+               stop: threading.Event) -> Page:
+    """LIST everything at ``rv``, following continue tokens (client-go's pager).
+
+    Continuation requests carry no resourceVersion. If a continuation expires, one
+    unpaginated LIST at the original ``rv`` replaces the partial result.
+
+    Raises:
+        ResourceExpiredError: the first page is expired or "too large resource version".
+    """
+    result = Page()
+    first = _fetch(lw, resource_version=rv, resource_version_match=None, limit=limit,
+                   continue_token=None)
+    result.resource_version = str((first.get("metadata") or {}).get("resourceVersion") or "")
+    token = _absorb(result, first)
+    while token and not stop.is_set():
+        result.paginated = True
+        try:
+            page = _fetch(lw, resource_version=None, resource_version_match=None, limit=limit,
+                          continue_token=token)
+        except ResourceExpiredError:
+            whole = Page(paginated=True)
+            full = _fetch(lw, resource_version=rv, resource_version_match=None, limit=None,
+                          continue_token=None)
+            whole.resource_version = str((full.get("metadata") or {}).get("resourceVersion"))
+            _absorb(whole, full)
+            return whole
+        token = _absorb(result, page)
+    return result
+
+
+@dataclass(slots=True)
+class WatchListResult:
+    """What a WatchList attempt produced: the open stream (None on failure) and its items."""
+
+    stream: EventStream | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    resource_version: str = ""
+    unsupported: bool = False
+
+
+def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float,
+               timeout_seconds: int, clock: Clock, stop: threading.Event,
+               log: structlog.typing.FilteringBoundLogger, kind: str | None) -> WatchListResult:
+    """Stream the initial state (``sendInitialEvents=true``) until the end bookmark.
+
+    Returns the still-open stream so the watch continues on it. A server that rejects the
+    request, or sends no ``k8s.io/initial-events-end`` bookmark within ``deadline`` seconds
+    (client-go would wait forever), yields ``unsupported=True`` so the caller falls back to
+    LIST and stops trying.
+    """
+    try:
+        stream = lw.watch(resource_version=rv, timeout_seconds=timeout_seconds,
+                          send_initial_events=True, resource_version_match="NotOlderThan",
+                          inactivity_timeout=min(inactivity, deadline))
+    except (BadRequestError, InvalidError) as exc:
+        log.info("watch_list_unsupported", error=str(exc))
+        return WatchListResult(unsupported=True)
+    except (APIError, TransportError) as exc:
+        log.warning("watch_list_failed", error=str(exc))
+        return WatchListResult()
+    started = clock.now()
+    objects: dict[str, dict[str, Any]] = {}
+    try:
+        for event in stream:
+            obj = event.object
+            if event.type == "ERROR":
+                raise api_error(200, obj)
+            if event.type == "BOOKMARK":
+                annotations = (obj.get("metadata") or {}).get("annotations") or {}
+                if annotations.get(INITIAL_EVENTS_END) == "true":
+                    rv_end = str(obj["metadata"].get("resourceVersion") or "")
+                    log.info("watch_list_completed", items=len(objects), resource_version=rv_end,
+                             seconds=round(clock.now() - started, 3))
+                    return WatchListResult(stream, list(objects.values()), rv_end)
+            elif event.type == "DELETED":
+                objects.pop(meta_namespace_key(obj), None)
+            elif not kind or obj.get("kind") in (None, kind):
+                objects[meta_namespace_key(obj)] = obj
+            if stop.is_set() or clock.now() - started > deadline:
+                break
+    except (APIError, TransportError) as exc:
+        stream.close()
+        if stop.is_set():
+            return WatchListResult()
+        log.warning("watch_list_failed", error=str(exc))
+        return WatchListResult(unsupported=clock.now() - started >= deadline)
+    stream.close()
+    if not stop.is_set():
+        log.warning("watch_list_timeout", deadline=deadline, items=len(objects))
+    return WatchListResult(unsupported=not stop.is_set())

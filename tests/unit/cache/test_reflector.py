@@ -1,0 +1,347 @@
+"""Reflector behaviour against the in-memory FakeListerWatcher (spec checklist 1-23)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from pycontroller._util._backoff import Backoff
+from pycontroller._util._wait import wait_for
+from pycontroller.cache._reflector import Reflector
+from pycontroller.client._watch import WatchDecodeError, WatchEvent, WatchStalledError
+from pycontroller.errors import (
+    ResourceExpiredError,
+    ServerError,
+    TooManyRequestsError,
+    TransportError,
+)
+from pycontroller.testing import FakeClock
+from pycontroller.testing._fake_lister_watcher import FakeListerWatcher
+
+
+class RecordingStore:
+    """Records what the reflector writes."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def _rec(self, op: str, arg: Any) -> None:
+        with self.lock:
+            self.ops.append((op, arg))
+
+    def add(self, obj: Any) -> None:
+        self._rec("add", obj["metadata"]["name"])
+
+    def update(self, obj: Any) -> None:
+        self._rec("update", obj["metadata"]["name"])
+
+    def delete(self, obj: Any) -> None:
+        self._rec("delete", obj["metadata"]["name"])
+
+    def replace(self, objects: Iterable[Any], resource_version: str) -> None:
+        self._rec("replace", (sorted(o["metadata"]["name"] for o in objects), resource_version))
+
+    def resync(self) -> None:
+        self._rec("resync", None)
+
+    def count(self, op: str) -> int:
+        with self.lock:
+            return sum(1 for o, _ in self.ops if o == op)
+
+
+def pod(name: str, ns: str = "default") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns}}
+
+
+Runner = Callable[..., tuple[Reflector, RecordingStore]]
+
+
+@pytest.fixture
+def lw() -> FakeListerWatcher:
+    return FakeListerWatcher()
+
+
+@pytest.fixture
+def run_reflector(lw: FakeListerWatcher) -> Iterator[Runner]:
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(**kwargs: Any) -> tuple[Reflector, RecordingStore]:
+        store = RecordingStore()
+        kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
+        kwargs.setdefault("expected_kind", "Pod")
+        reflector = Reflector(lw, store, **kwargs)  # type: ignore[arg-type]
+        thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
+        thread.start()
+        threads.append(thread)
+        return reflector, store
+
+    yield start
+    stop.set()
+    lw.close_watches()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def lists(lw: FakeListerWatcher) -> list[dict[str, Any]]:
+    return [c.options for c in lw.calls if c.verb == "list"]
+
+
+def watches(lw: FakeListerWatcher) -> list[dict[str, Any]]:
+    return [c.options for c in lw.calls if c.verb == "watch" and
+            not c.options["send_initial_events"]]
+
+
+def test_first_list_is_rv0_limit500_then_watch_from_list_rv(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.upsert(pod("a"))
+    reflector, store = run_reflector()
+    assert lw.wait_for_watches(2)  # the WatchList attempt, then the plain watch
+    first = lists(lw)[0]
+    assert (first["resource_version"], first["limit"]) == ("0", 500)
+    assert store.ops[0] == ("replace", (["a"], "101"))
+    watch = watches(lw)[0]
+    assert watch["resource_version"] == "101"
+    assert 300 <= watch["timeout_seconds"] <= 599
+    assert reflector.last_sync_resource_version == "101"
+
+
+def test_watchlist_rejected_falls_back_to_list_and_is_remembered(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    run_reflector()
+    assert lw.wait_for_watches(2)
+    attempt = lw.calls[0]
+    assert attempt.verb == "watch" and attempt.options["send_initial_events"] is True
+    assert attempt.options["resource_version_match"] == "NotOlderThan"
+    assert lw.calls[1].verb == "list"
+    lw.close_watches()
+    assert lw.wait_for_watches(3)
+    assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 1
+
+
+def test_events_reach_store_and_advance_rv(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    reflector, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.upsert(pod("a"))
+    lw.upsert(pod("a"))
+    lw.remove("default", "a")
+    wait_for(lambda: store.count("delete") == 1, timeout=5)
+    assert [op for op, _ in store.ops[1:]] == ["add", "update", "delete"]
+    assert reflector.last_sync_resource_version == "103"
+
+
+def test_bookmark_advances_rv_without_store_change(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    reflector, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    rv = lw.bookmark()
+    wait_for(lambda: reflector.last_sync_resource_version == rv, timeout=5)
+    assert [op for op, _ in store.ops] == ["replace"]
+
+
+def test_wrong_kind_is_skipped_and_does_not_advance_rv(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    reflector, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.emit(WatchEvent("ADDED", {"kind": "Secret", "metadata": {"name": "s",
+                                                                 "resourceVersion": "999"}}))
+    lw.emit(WatchEvent("ADDED", {"kind": "Pod", "metadata": {"name": "p",
+                                                              "resourceVersion": "150"}}))
+    wait_for(lambda: store.count("add") == 1, timeout=5)
+    assert reflector.last_sync_resource_version == "150"
+
+
+def test_normal_watch_end_rewatches_from_last_rv_without_list(
+    lw: FakeListerWatcher, run_reflector: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pycontroller.cache._reflector.SHORT_WATCH", 0.0)
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.upsert(pod("a"))
+    lw.close_watches()
+    assert lw.wait_for_watches(2)
+    assert len(lists(lw)) == 1
+    assert watches(lw)[1]["resource_version"] == "101"
+
+
+def test_short_watch_without_events_relists(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.close_watches()  # within a second, no events
+    wait_for(lambda: len(lists(lw)) == 2, timeout=5)
+
+
+def test_410_relists_at_last_rv_unpaginated_then_empty_rv(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.upsert(pod("a"))
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.list_errors.append(ResourceExpiredError(410, "Expired", "too old"))
+    lw.emit(WatchEvent("ERROR", {"kind": "Status", "code": 410, "reason": "Expired"}))
+    wait_for(lambda: len(lists(lw)) == 3, timeout=5)
+    relist, fallback = lists(lw)[1], lists(lw)[2]
+    assert (relist["resource_version"], relist["limit"]) == ("101", None)
+    assert (fallback["resource_version"], fallback["limit"]) == ("", 500)
+
+
+def test_too_large_resource_version_retries_with_empty_rv(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.list_errors.append(ServerError(504, "Timeout", "Too large resource version: 5"))
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    assert [c["resource_version"] for c in lists(lw)] == ["0", ""]
+
+
+def test_pagination_continues_without_rv_and_stays_paginated(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    for i in range(5):
+        lw.upsert(pod(f"p{i}"))
+    lw.page_size_cap = 2
+    _, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    first_sync = lists(lw)
+    assert len(first_sync) == 3
+    assert all(c["resource_version"] is None for c in first_sync[1:])
+    assert store.ops[0] == ("replace", (["p0", "p1", "p2", "p3", "p4"], "105"))
+    lw.emit(WatchDecodeError("garbage"))  # forces a relist at an exact RV
+    wait_for(lambda: len(lists(lw)) >= 4, timeout=5)
+    assert lists(lw)[3]["limit"] == 500  # sticky: the RV=0 list was paginated
+
+
+def test_expired_continuation_does_one_unpaginated_list(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    for i in range(3):
+        lw.upsert(pod(f"p{i}"))
+    lw.page_size_cap = 2
+
+    original = lw.list
+
+    def flaky(**kw: Any) -> dict[str, Any]:
+        if kw["continue_token"]:
+            lw.page_size_cap = None
+            original(**kw)  # record the call
+            raise ResourceExpiredError(410, "Expired", "continue expired")
+        return original(**kw)
+
+    lw.list = flaky  # type: ignore[method-assign]
+    _, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    third = lists(lw)[2]
+    assert (third["resource_version"], third["limit"], third["continue_token"]) == ("0", None,
+                                                                                      None)
+    assert store.ops[0][1][0] == ["p0", "p1", "p2"]
+
+
+@pytest.mark.parametrize("error", [
+    TransportError("connection refused"),
+    TooManyRequestsError(429, "TooManyRequests", "slow down"),
+])
+def test_watch_open_refused_or_throttled_rewatches_without_list(
+    lw: FakeListerWatcher, run_reflector: Runner, error: Exception
+) -> None:
+    lw.watch_errors.append(error)
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(2)
+    assert len(lists(lw)) == 1
+
+
+def test_stalled_stream_rewatches_without_list(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.upsert(pod("a"))
+    lw.emit(WatchStalledError("silent"))
+    assert lw.wait_for_watches(2)
+    assert len(lists(lw)) == 1
+    assert watches(lw)[1]["resource_version"] == "101"
+
+
+def test_malformed_line_relists(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.emit(WatchDecodeError("bad line"))
+    wait_for(lambda: len(lists(lw)) == 2, timeout=5)
+
+
+def test_store_error_does_not_stop_the_watch(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    _, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    boom = {"n": 0}
+    real_add = store.add
+
+    def failing_add(obj: Any) -> None:
+        boom["n"] += 1
+        if boom["n"] == 1:
+            raise RuntimeError("store bug")
+        real_add(obj)
+
+    store.add = failing_add  # type: ignore[method-assign]
+    lw.upsert(pod("a"))
+    lw.upsert(pod("b"))
+    wait_for(lambda: store.count("add") == 1, timeout=5)
+    assert len(watches(lw)) == 1
+
+
+def test_resync_calls_store_each_period(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    clock = FakeClock()
+    reflector, store = run_reflector(use_watch_list=False, resync_period=30.0, clock=clock,
+                                     backoff=Backoff(initial=0.001, cap=0.002, clock=clock))
+    wait_for(reflector._watching.is_set, timeout=5)
+    for expected in (1, 2):
+        assert clock.wait_for_waiters(1)  # the resync timer is asleep again
+        clock.step(30.0)
+        wait_for(lambda e=expected: store.count("resync") == e, timeout=5)  # type: ignore[misc]
+
+
+def test_should_resync_false_skips(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    clock = FakeClock()
+    asked = threading.Event()
+
+    def never() -> bool:
+        asked.set()
+        return False
+
+    reflector, store = run_reflector(
+        use_watch_list=False, resync_period=5.0, should_resync=never, clock=clock,
+        backoff=Backoff(initial=0.001, cap=0.002, clock=clock))
+    wait_for(reflector._watching.is_set, timeout=5)
+    assert clock.wait_for_waiters(1)
+    clock.step(5.0)
+    assert asked.wait(5)
+    assert store.count("resync") == 0
+
+
+def test_watch_error_hook_sees_errors(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    seen: list[BaseException] = []
+    lw.list_errors.append(ServerError(500, "InternalError", "boom"))
+    run_reflector(use_watch_list=False, on_watch_error=seen.append)
+    assert lw.wait_for_watches(1)
+    assert isinstance(seen[0], ServerError)
+
+
+def test_backoff_ranges_and_reset() -> None:
+    clock = FakeClock()
+    draws = iter([0.0, 0.999] * 20)
+    backoff = Backoff(clock=clock, rand=lambda: next(draws))
+    got = [backoff.next() for _ in range(8)]
+    assert got[0] == pytest.approx(0.8)
+    assert got[1] == pytest.approx(1.6 * 1.999)
+    assert got[6] == pytest.approx(30.0) and got[7] == pytest.approx(59.97)
+    clock.step(121)
+    assert backoff.next() == pytest.approx(0.8)
