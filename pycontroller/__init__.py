@@ -1,3 +1,73 @@
-"""pycontroller: client-go-style machinery for Kubernetes controllers in Python."""
+"""pycontroller: client-go-style machinery for Kubernetes controllers in Python.
 
-__all__: list[str] = []
+The public API is exactly ``__all__``; everything else (modules starting with ``_``) is
+private. Subpackages (``pycontroller.client``, ``.cache``, ``.workqueue``, ``.controller``,
+``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
+"""
+
+
+from pycontroller.cache import (
+    DeletedFinalStateUnknown,
+    Lister,
+    ObjectKey,
+    meta_namespace_key,
+    split_meta_namespace_key,
+)
+from pycontroller.cache._informer_factory import SharedInformerFactory, wait_for_cache_sync
+from pycontroller.cache._processor import Registration
+from pycontroller.cache._shared_informer import SharedIndexInformer, strip_managed_fields
+from pycontroller.client import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    LEASES,
+    NAMESPACES,
+    NODES,
+    PODS,
+    SECRETS,
+    SERVICES,
+    Client,
+    ListWatch,
+    Resource,
+    connect,
+    has_config,
+    resource_for,
+)
+from pycontroller.controller import Controller, Manager, Requeue
+from pycontroller.workqueue import (
+    RateLimitingQueue,
+    WorkQueue,
+    default_controller_rate_limiter,
+)
+
+__all__ = [
+    "CONFIGMAPS",
+    "DEPLOYMENTS",
+    "LEASES",
+    "NAMESPACES",
+    "NODES",
+    "PODS",
+    "SECRETS",
+    "SERVICES",
+    "Client",
+    "Controller",
+    "DeletedFinalStateUnknown",
+    "ListWatch",
+    "Lister",
+    "Manager",
+    "ObjectKey",
+    "RateLimitingQueue",
+    "Registration",
+    "Requeue",
+    "Resource",
+    "SharedIndexInformer",
+    "SharedInformerFactory",
+    "WorkQueue",
+    "connect",
+    "default_controller_rate_limiter",
+    "has_config",
+    "meta_namespace_key",
+    "resource_for",
+    "split_meta_namespace_key",
+    "strip_managed_fields",
+    "wait_for_cache_sync",
+]

@@ -125,12 +125,13 @@ def free_port() -> int:
 class Process:
     """A running pod-logger whose JSON log lines are collected as they come."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], module: str | None = "examples.pod_logger") -> None:
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.pod_logger", "--log-format", "json", *args],
+            [sys.executable, *(["-m", module, "--log-format", "json"] if module else []),
+             *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._reader = threading.Thread(target=self._read, daemon=True)

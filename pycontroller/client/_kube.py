@@ -65,7 +65,7 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=context, client_configuration=cfg)
-    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as exc:
+    except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
     if not verify_tls:
         cfg.verify_ssl = False

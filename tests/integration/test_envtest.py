@@ -203,3 +203,44 @@ def test_delete_behind_a_stopped_apiserver(
         kube_envtest.start_apiserver()
     with pytest.raises(NotFoundError):
         kube_client.get(CONFIGMAPS, "doomed", kube_namespace)
+
+
+def test_up_command_prints_kubeconfig_and_stops_on_ctrl_c() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pycontroller.envtest", "up", "--node", ""],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        export = ""
+        for line in proc.stdout:
+            if line.startswith("export KUBECONFIG="):
+                export = line.strip().split("=", 1)[1]
+                break
+        assert export, "no export line"
+        assert connect(export).list(CONFIGMAPS, "default")["kind"] == "ConfigMapList"
+        children = _children_of(proc.pid)
+        assert len(children) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert not any(_alive(p) for p in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat_file.parent.name))
+    return found

@@ -1,0 +1,1 @@
+"""Runnable example controllers (they use only the public API)."""

@@ -1,0 +1,1 @@
+"""configmap-stamper: a reconcile-loop example (writes back to the API)."""

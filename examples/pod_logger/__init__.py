@@ -1,0 +1,1 @@
+"""pod-logger: logs pod creations, changes and deletions (with a real deletion reason)."""

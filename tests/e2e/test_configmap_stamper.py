@@ -1,0 +1,52 @@
+"""The reconcile-loop example, run in-process by a Manager against the control plane."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from examples.configmap_stamper.controller import ANNOTATION, ConfigMapStamper
+from pycontroller import CONFIGMAPS, Client, Manager
+from pycontroller._util._wait import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def manager(kube_client: Client, kube_namespace: str) -> Iterator[Manager]:
+    mgr = Manager(kube_client, namespace=kube_namespace, metrics_bind_address=None,
+                  health_probe_bind_address="127.0.0.1:0", registry=CollectorRegistry(),
+                  handle_signals=False)
+    mgr.add(ConfigMapStamper())
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: mgr.run(stop), name="pycontroller-test-manager")
+    thread.start()
+    wait_for(lambda: mgr.ready()[0], timeout=30, message="manager ready")
+    yield mgr
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def annotation(client: Client, namespace: str, name: str) -> Any:
+    return (client.get(CONFIGMAPS, name, namespace)["metadata"].get("annotations") or {}).get(
+        ANNOTATION)
+
+
+def test_stamps_labelled_configmaps_and_follows_changes(
+    manager: Manager, kube_client: Client, kube_namespace: str
+) -> None:
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "a", "labels": {"stamp": "true"}},
+                                    "data": {"k": "1"}}, kube_namespace)
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "ignored"}, "data": {"k": "1"}},
+                       kube_namespace)
+    first = wait_for(lambda: annotation(kube_client, kube_namespace, "a"), timeout=30)
+    kube_client.patch(CONFIGMAPS, "a", {"data": {"k": "2"}}, kube_namespace)
+    wait_for(lambda: annotation(kube_client, kube_namespace, "a") not in (None, first),
+             timeout=30)
+    assert annotation(kube_client, kube_namespace, "ignored") is None
+    assert manager.healthy() == (True, "ok")

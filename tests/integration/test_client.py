@@ -1,0 +1,96 @@
+"""The client seam against the real apiserver: auth, TLS, errors, raw JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pycontroller import CONFIGMAPS, PODS, Client, connect
+from pycontroller.envtest import ControlPlane
+from pycontroller.envtest._pki import CertificateAuthority
+from pycontroller.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    TransportError,
+)
+
+pytestmark = pytest.mark.integration
+REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+
+
+def whoami(client: Client) -> str:
+    review = client.request("POST", REVIEW, body={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    return str(review["status"]["userInfo"]["username"])
+
+
+def _kubeconfig(plane: ControlPlane, path: Path, user: dict[str, object],
+                ca: str | None = None) -> Path:
+    admin = json.loads(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    if ca is not None:
+        cluster["certificate-authority"] = ca
+    admin["users"] = [{"name": "u", "user": user}]
+    admin["contexts"][0]["context"]["user"] = "u"
+    path.write_text(json.dumps(admin))
+    return path
+
+
+def test_exec_plugin_credentials(kube_envtest: ControlPlane, kube_namespace: str,
+                                 tmp_path: Path) -> None:
+    token = kube_envtest.service_account_token(kube_namespace, "exec-user")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json\nprint(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',"
+        f" 'kind': 'ExecCredential', 'status': {{'token': {token!r}}}}}))\n")
+    config = _kubeconfig(kube_envtest, tmp_path / "exec.kubeconfig", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}})
+    assert whoami(connect(config)) == f"system:serviceaccount:{kube_namespace}:exec-user"
+
+
+def test_tls_is_verified_unless_turned_off(kube_envtest: ControlPlane,
+                                           tmp_path: Path) -> None:
+    (tmp_path / "other-pki").mkdir()
+    wrong_ca = CertificateAuthority(tmp_path / "other-pki").cert_path
+    admin_user = json.loads(kube_envtest.kubeconfig.read_text())["users"][0]["user"]
+    config = _kubeconfig(kube_envtest, tmp_path / "wrong-ca.kubeconfig", admin_user,
+                         ca=str(wrong_ca))
+    with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        connect(config).list(PODS, "default")
+    assert connect(config, verify_tls=False).list(PODS, "default")["kind"] == "PodList"
+
+
+def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        connect(tmp_path / "missing.kubeconfig")
+    (tmp_path / "garbage").write_text("{not: [valid")
+    with pytest.raises(ConfigError):
+        connect(tmp_path / "garbage")
+
+
+def test_errors_are_typed_and_chained(kube_client: Client, kube_namespace: str) -> None:
+    with pytest.raises(NotFoundError) as info:
+        kube_client.get(CONFIGMAPS, "nope", kube_namespace)
+    assert info.value.reason == "NotFound" and info.value.status == 404
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "dup"}}, kube_namespace)
+    with pytest.raises(ConflictError):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "dup"}}, kube_namespace)
+    with pytest.raises(InvalidError):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "Not_Valid"}}, kube_namespace)
+
+
+def test_pagination_and_raw_json(kube_client: Client, kube_namespace: str) -> None:
+    for i in range(7):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": f"p{i}"}}, kube_namespace)
+    page = kube_client.list(CONFIGMAPS, kube_namespace, limit=3)
+    assert len(page["items"]) == 3 and page["metadata"]["continue"]
+    assert isinstance(page["items"][0], dict)  # raw JSON, not model classes
+    names = [o["metadata"]["name"] for o in kube_client.list_all(CONFIGMAPS, kube_namespace,
+                                                                 limit=3)]
+    assert names == [f"p{i}" for i in range(7)]
