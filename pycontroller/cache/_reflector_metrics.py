@@ -12,57 +12,11 @@ Names in the Prometheus provider: ``reflector_lists_total``, ``reflector_relists
 from __future__ import annotations
 
 import time
-from typing import Protocol, final
+from typing import final
 
-from pycontroller.metrics._provider import Counter, Gauge, Histogram
+from pycontroller.metrics._provider import ReflectorMetricsProvider
 
-
-class ReflectorMetricsProvider(Protocol):
-    """Factories for the reflector's metrics, one per metric, labelled by ``name``."""
-
-    def new_lists_metric(self, name: str) -> Counter:
-        """LIST (or WatchList) syncs completed."""
-        ...
-
-    def new_relists_metric(self, name: str) -> Counter:
-        """Syncs after the first one (after 410, errors, short watches)."""
-        ...
-
-    def new_list_duration_metric(self, name: str) -> Histogram:
-        """Seconds per completed LIST."""
-        ...
-
-    def new_items_in_list_metric(self, name: str) -> Histogram:
-        """Items per completed LIST."""
-        ...
-
-    def new_watches_metric(self, name: str) -> Counter:
-        """WATCH requests opened."""
-        ...
-
-    def new_short_watches_metric(self, name: str) -> Counter:
-        """Watches that closed within a second with no event."""
-        ...
-
-    def new_watch_duration_metric(self, name: str) -> Histogram:
-        """Seconds per watch stream."""
-        ...
-
-    def new_items_in_watch_metric(self, name: str) -> Histogram:
-        """Events per watch stream."""
-        ...
-
-    def new_watch_errors_metric(self, name: str) -> Counter:
-        """Errors the reflector recovered from (logged with their kind)."""
-        ...
-
-    def new_last_resource_version_metric(self, name: str) -> Gauge:
-        """The last resourceVersion seen, when numeric."""
-        ...
-
-    def new_last_resource_version_timestamp_metric(self, name: str) -> Gauge:
-        """Unix time when the resourceVersion last advanced."""
-        ...
+__all__ = ["ReflectorMetrics", "ReflectorMetricsProvider"]
 
 
 @final

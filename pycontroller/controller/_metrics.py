@@ -7,27 +7,11 @@ requeue, requeue_after), ``controller_runtime_reconcile_errors_total{controller}
 
 from __future__ import annotations
 
-from typing import Protocol, final
+from typing import final
 
-from pycontroller.metrics._provider import Counter, Histogram
+from pycontroller.metrics._provider import ControllerMetricsProvider
 
 RESULTS = ("success", "error", "requeue", "requeue_after")
-
-
-class ControllerMetricsProvider(Protocol):
-    """Factories for one controller's metrics."""
-
-    def new_reconcile_total_metric(self, controller: str, result: str) -> Counter:
-        """Reconciles finished with ``result``."""
-        ...
-
-    def new_reconcile_errors_metric(self, controller: str) -> Counter:
-        """Reconciles that raised."""
-        ...
-
-    def new_reconcile_time_metric(self, controller: str) -> Histogram:
-        """Seconds per reconcile."""
-        ...
 
 
 @final

@@ -138,7 +138,8 @@ def _say(msg: str) -> None:
 def _build_one(go: str, src: Path, target: _Target, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     env = {**os.environ, "CGO_ENABLED": "0"}
-    cmd = [go, "build", "-trimpath", "-ldflags", target.ldflags, "-o", str(tmp), target.package]
+    cmd = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", target.ldflags,
+           "-o", str(tmp), target.package]
     _say(f"building {target.name} (go build {target.package}) ...")
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=src / target.module_dir, env=env, capture_output=True,

@@ -7,22 +7,26 @@ that imports ``prometheus_client``) and is re-exported here.
 from __future__ import annotations
 
 from pycontroller.metrics._provider import (
+    ControllerMetricsProvider,
     Counter,
     FunctionGauge,
     Gauge,
     Histogram,
     NoopMetricsProvider,
+    ReflectorMetricsProvider,
     WorkqueueMetricsProvider,
 )
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider
 
 __all__ = [
+    "ControllerMetricsProvider",
     "Counter",
     "FunctionGauge",
     "Gauge",
     "Histogram",
     "NoopMetricsProvider",
     "PrometheusMetricsProvider",
+    "ReflectorMetricsProvider",
     "WorkqueueMetricsProvider",
 ]
 
