@@ -7,6 +7,7 @@ indexer, then notify every handler's buffer) → handler threads.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
@@ -169,6 +170,10 @@ class SharedIndexInformer:
                                  on_add=on_add, on_update=on_update, on_delete=on_delete,
                                  resync_period=period, clock=self._clock)
             self._listeners.append(listener)
+            if self._metrics_provider is not None:
+                gauge = self._metrics_provider.new_pending_notifications_metric(listener.name)
+                ref = weakref.ref(listener)
+                gauge.set_function(lambda: float(x.pending()) if (x := ref()) else 0.0)
             if started:  # replay the cache as initial adds, then live events follow
                 for obj in self._indexer.list():
                     listener.push(_ADD, obj, True)

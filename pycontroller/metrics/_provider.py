@@ -174,6 +174,10 @@ class ReflectorMetricsProvider(Protocol):
         """Unix time when the resourceVersion last advanced."""
         ...
 
+    def new_pending_notifications_metric(self, name: str) -> FunctionGauge:
+        """Notifications buffered for event handler ``name`` (computed when read)."""
+        ...
+
 
 class ControllerMetricsProvider(Protocol):
     """Factories for one controller's metrics."""
@@ -298,6 +302,10 @@ class NoopMetricsProvider:
 
     def new_last_resource_version_timestamp_metric(self, name: str) -> Gauge:
         """Return a no-op gauge."""
+        return _NOOP_METRIC
+
+    def new_pending_notifications_metric(self, name: str) -> FunctionGauge:
+        """Return a no-op function gauge."""
         return _NOOP_METRIC
 
     # -- controller metrics (pycontroller.controller ControllerMetricsProvider) ----------

@@ -106,6 +106,7 @@ class _ReflectorFamilies:
     watch_errors: _PromCounter
     last_resource_version: _PromGauge
     last_resource_version_timestamp: _PromGauge
+    pending_notifications: _PromGauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> _ReflectorFamilies:
@@ -139,6 +140,9 @@ class _ReflectorFamilies:
             last_resource_version_timestamp=gauge(
                 "reflector_last_resource_version_timestamp_seconds",
                 "Unix time the resourceVersion last advanced."),
+            pending_notifications=gauge(
+                "informer_pending_notifications",
+                "Notifications buffered for an event handler and not yet delivered."),
         )
 
 
@@ -314,6 +318,10 @@ class PrometheusMetricsProvider:
     def new_last_resource_version_timestamp_metric(self, name: str) -> Gauge:
         """Return the ``reflector_last_resource_version_timestamp_seconds`` child."""
         return self._rf().last_resource_version_timestamp.labels(name)
+
+    def new_pending_notifications_metric(self, name: str) -> FunctionGauge:
+        """Return the ``informer_pending_notifications`` child for handler ``name``."""
+        return self._rf().pending_notifications.labels(name)
 
     # -- controller metrics (pycontroller.controller ControllerMetricsProvider) ----------
 
