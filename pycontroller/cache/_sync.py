@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,30 +131,45 @@ def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float
     started = clock.now()
     objects: dict[str, dict[str, Any]] = {}
     try:
-        for event in stream:
-            obj = event.object
-            if event.type == "ERROR":
-                raise api_error(200, obj)
-            if event.type == "BOOKMARK":
-                annotations = (obj.get("metadata") or {}).get("annotations") or {}
-                if annotations.get(INITIAL_EVENTS_END) == "true":
-                    rv_end = str(obj["metadata"].get("resourceVersion") or "")
-                    log.info("watch_list_completed", items=len(objects), resource_version=rv_end,
-                             seconds=round(clock.now() - started, 3))
-                    return WatchListResult(stream, list(objects.values()), rv_end)
-            elif event.type == "DELETED":
-                objects.pop(meta_namespace_key(obj), None)
-            elif not kind or obj.get("kind") in (None, kind):
-                objects[meta_namespace_key(obj)] = obj
-            if stop.is_set() or clock.now() - started > deadline:
-                break
+        rv_end = _initial_events(stream, objects, kind=kind, stop=stop,
+                                 expired=lambda: clock.now() - started > deadline)
     except (APIError, TransportError) as exc:
         stream.close()
         if stop.is_set():
             return WatchListResult()
         log.warning("watch_list_failed", error=str(exc))
         return WatchListResult(unsupported=clock.now() - started >= deadline)
+    if rv_end is not None:
+        log.info("watch_list_completed", items=len(objects), resource_version=rv_end,
+                 seconds=round(clock.now() - started, 3))
+        # The stream goes on as the watch: from now on the normal deadline holds.
+        set_timeout = getattr(stream, "set_inactivity_timeout", None)
+        if set_timeout is not None:
+            set_timeout(inactivity)
+        return WatchListResult(stream, list(objects.values()), rv_end)
     stream.close()
     if not stop.is_set():
         log.warning("watch_list_timeout", deadline=deadline, items=len(objects))
     return WatchListResult(unsupported=not stop.is_set())
+
+
+def _initial_events(stream: EventStream, objects: dict[str, dict[str, Any]], *,
+                    kind: str | None, stop: threading.Event,
+                    expired: Callable[[], bool]) -> str | None:
+    """Collect the initial events into ``objects``; return the end bookmark's RV, or None
+    if the stream ended, ``stop`` was set or the deadline ``expired`` first."""
+    for event in stream:
+        obj = event.object
+        if event.type == "ERROR":
+            raise api_error(200, obj)
+        if event.type == "BOOKMARK":
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(INITIAL_EVENTS_END) == "true":
+                return str(obj["metadata"].get("resourceVersion") or "")
+        elif event.type == "DELETED":
+            objects.pop(meta_namespace_key(obj), None)
+        elif not kind or obj.get("kind") in (None, kind):
+            objects[meta_namespace_key(obj)] = obj
+        if stop.is_set() or expired():
+            return None
+    return None

@@ -221,17 +221,27 @@ class Client:
             finally:
                 resp.release_conn()
 
+        def raw_socket() -> socket.socket | None:
+            reader = getattr(getattr(resp, "_fp", None), "fp", None)
+            sock = getattr(getattr(reader, "raw", None), "_sock", None)
+            return sock if isinstance(sock, socket.socket) else None
+
         def close() -> None:
             # shutdown() wakes a reader blocked in recv(); close() alone may not.
-            sock = getattr(getattr(resp, "_fp", None), "fp", None)
-            raw = getattr(getattr(sock, "raw", None), "_sock", None)
-            if raw is not None:
+            sock = raw_socket()
+            if sock is not None:
                 with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_RDWR)
+                    sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(Exception):
                 resp.close()
 
-        return WatchStream(chunks(), close)
+        def set_timeout(seconds: float) -> None:
+            sock = raw_socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(seconds)
+
+        return WatchStream(chunks(), close, set_timeout)
 
     # -- writes ------------------------------------------------------------------------
     def create(self, resource: Resource, obj: Mapping[str, Any],

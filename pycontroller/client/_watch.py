@@ -74,10 +74,17 @@ class WatchStream:
     Thread-safety: iterate from one thread; ``close`` may be called from another.
     """
 
-    def __init__(self, chunks: Iterable[bytes], close: Callable[[], None]) -> None:
+    def __init__(self, chunks: Iterable[bytes], close: Callable[[], None],
+                 set_timeout: Callable[[float], None] | None = None) -> None:
         self._lines = split_lines(chunks)
         self._close = close
+        self._set_timeout = set_timeout
         self.closed = False
+
+    def set_inactivity_timeout(self, seconds: float) -> None:
+        """Change how long the stream may stay silent from now on (e.g. after WatchList)."""
+        if self._set_timeout is not None:
+            self._set_timeout(seconds)
 
     def __iter__(self) -> Iterator[WatchEvent]:
         return self

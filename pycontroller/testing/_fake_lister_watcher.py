@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, final
 
-from pycontroller.client._watch import WatchEvent
+from pycontroller.client._watch import WatchEvent, WatchStalledError
 from pycontroller.errors import Error
 
 _CLOSE = object()
@@ -32,9 +32,14 @@ class Call:
 class FakeStream:
     """A watch stream fed by the fake. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, inactivity_timeout: float = 100.0) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.closed = False
+        self.inactivity_timeout = inactivity_timeout
+
+    def set_inactivity_timeout(self, seconds: float) -> None:
+        """As a real stream: how long iteration may wait for the next item."""
+        self.inactivity_timeout = seconds
 
     def put(self, item: WatchEvent | BaseException) -> None:
         """Deliver an event, or raise ``item`` in the reader."""
@@ -42,7 +47,10 @@ class FakeStream:
 
     def __iter__(self) -> Iterator[WatchEvent]:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.inactivity_timeout)
+            except queue.Empty:
+                raise WatchStalledError("fake stream silent") from None
             if item is _CLOSE:
                 return
             if isinstance(item, BaseException):
@@ -73,6 +81,8 @@ class FakeListerWatcher:
         self.list_errors: list[BaseException] = []  # raised by the next LISTs, in order
         self.watch_errors: list[BaseException] = []  # raised by the next WATCH opens
         self.page_size_cap: int | None = None  # serve at most this many items per page
+        # None: WatchList is rejected (400); True: served; False: accepted, no end bookmark
+        self.watch_list: bool | None = None
         self.watch_opened = threading.Condition(self._lock)
 
     @property
@@ -187,9 +197,16 @@ class FakeListerWatcher:
             self.watch_opened.notify_all()
             if self.watch_errors:
                 raise self.watch_errors.pop(0)
-            if send_initial_events:
+            if send_initial_events and self.watch_list is None:
                 raise _unsupported()
-            stream = FakeStream()
+            stream = FakeStream(inactivity_timeout)
+            if send_initial_events:
+                for obj in sorted(self._objects.values(), key=self._key):
+                    stream.put(WatchEvent("ADDED", copy.deepcopy(obj)))
+                if self.watch_list:
+                    stream.put(WatchEvent("BOOKMARK", {"kind": self.kind, "metadata": {
+                        "resourceVersion": str(self._rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"}}}))
             self.streams.append(stream)
             return stream
 

@@ -345,3 +345,32 @@ def test_backoff_ranges_and_reset() -> None:
     assert got[6] == pytest.approx(30.0) and got[7] == pytest.approx(59.97)
     clock.step(121)
     assert backoff.next() == pytest.approx(0.8)
+
+
+def test_watch_list_fills_store_and_keeps_the_stream(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+    lw.upsert(pod("b"))
+    reflector, store = run_reflector(inactivity_timeout=50.0)
+    wait_for(lambda: store.count("replace") == 1, timeout=5)
+    assert store.ops[0] == ("replace", (["a", "b"], "102"))
+    assert reflector.last_sync_resource_version == "102"
+    lw.upsert(pod("c"))  # arrives on the same stream: no second WATCH, no LIST
+    wait_for(lambda: store.count("add") == 1, timeout=5)
+    assert len(lw.calls) == 1 and not lists(lw)
+    assert lw.streams[0].inactivity_timeout == 50.0  # the WatchList deadline no longer applies
+
+
+def test_watch_list_without_end_bookmark_falls_back_within_deadline(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.watch_list = False  # accepted, but the bookmark never comes (pitfall §9)
+    lw.upsert(pod("a"))
+    _, store = run_reflector(watch_list_deadline=0.3)
+    wait_for(lambda: store.count("replace") == 1, timeout=5)
+    assert lists(lw), "fell back to LIST"
+    lw.close_watches()
+    wait_for(lambda: len(watches(lw)) >= 2, timeout=5)
+    assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 1
