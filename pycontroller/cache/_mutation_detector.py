@@ -65,6 +65,17 @@ def _describe(obj: object) -> str:
     return f"<{type(obj).__name__} at {id(obj):#x}>"
 
 
+_detected_lock = threading.Lock()
+_detected: list[str] = []  # guarded by _detected_lock; only grows while a detector is on
+
+
+def detected_mutations() -> list[str]:
+    """Every key any detector in this process reported so far (the pytest plugin fails a
+    test during which this grows)."""
+    with _detected_lock:
+        return list(_detected)
+
+
 @final
 class CacheMutationDetector:
     """Remembers what cached objects looked like and reports any that changed since.
@@ -147,6 +158,8 @@ class CacheMutationDetector:
             for ident, _ in mutated:
                 self._records.pop(ident, None)
         keys = [key for _, key in mutated]
+        with _detected_lock:
+            _detected.extend(keys)
         for key in keys:
             _log.error("cache_mutation_detected", key=key, informer=self._name)
         if self._raise:

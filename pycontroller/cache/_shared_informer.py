@@ -100,7 +100,9 @@ class SharedIndexInformer:
         self._freeze_gc = freeze_gc_after_sync
         self._on_watch_error = on_watch_error
         self._reflector_options = dict(reflector_options or {})
-        self._detector = CacheMutationDetector(name=self.name, clock=clock)
+        # Reports (log + detected_mutations()) but never kills the informer thread.
+        self._detector = CacheMutationDetector(name=self.name, clock=clock,
+                                               raise_on_mutation=False)
         self._log = _log.bind(component="informer", informer=self.name)
         # _block_deltas serialises delta processing with handler registration, so a handler
         # added after start sees its synthetic adds before any later change.
@@ -273,6 +275,7 @@ class SharedIndexInformer:
                 listener.stop()
             for listener in listeners:
                 listener.join(5.0)
+            self._detector.check()  # what handlers did in the last period
             self._log.info("informer_stopped")
 
     def _run_reflector(self, stop: threading.Event) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from pycontroller.cache._mutation_detector import detected_mutations
 from pycontroller.client import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -63,6 +64,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Turn on the cache mutation detector for the whole run."""
     os.environ.setdefault(_ENV_MUTATION, "1")
+    config.addinivalue_line(
+        "markers", "allow_cache_mutation: the test mutates cached objects on purpose")
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_cache_mutation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which an informer reported a mutated cached object."""
+    before = len(detected_mutations())
+    yield
+    if request.node.get_closest_marker("allow_cache_mutation") is None:
+        new = detected_mutations()[before:]
+        if new:
+            pytest.fail(f"handlers mutated cached objects (copy before changing): {new}",
+                        pytrace=False)
 
 
 def _in_ci() -> bool:

@@ -10,6 +10,8 @@ from structlog.testing import capture_logs
 from pycontroller.cache import ENV_CACHE_MUTATION_DETECTOR, CacheMutationDetector
 from pycontroller.testing._fake_clock import FakeClock
 
+pytestmark = pytest.mark.allow_cache_mutation  # these tests mutate on purpose
+
 
 def pod(name: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", "labels": {"app": "x"}}}

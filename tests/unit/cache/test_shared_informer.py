@@ -259,3 +259,22 @@ def test_managed_fields_are_dropped_by_default(lw: FakeListerWatcher,
     assert cached is not None and "managedFields" not in cached["metadata"]
     stop.set()
     informer.join(5)
+
+
+@pytest.mark.allow_cache_mutation
+def test_mutating_handler_is_reported(lw: FakeListerWatcher, stop: threading.Event) -> None:
+    from pycontroller.cache._mutation_detector import detected_mutations
+
+    before = len(detected_mutations())
+    informer = make(lw)
+
+    def bad(obj: Mapping[str, Any], initial: bool) -> None:
+        obj["metadata"]["labels"] = {"mutated": "yes"}
+
+    informer.add_event_handler(on_add=bad)
+    run(informer, stop, lw)
+    lw.upsert(pod("victim"))
+    wait_for(lambda: informer.lister.get("victim", namespace="ns") is not None, timeout=5)
+    stop.set()
+    informer.join(5)
+    assert "ns/victim" in detected_mutations()[before:]
