@@ -62,6 +62,14 @@ class Recorder:
             return set(self.seen)
 
 
+def recorded(lister_watcher: Any, **options: Any) -> tuple[SharedIndexInformer, Recorder]:
+    """A ConfigMap informer with a Recorder attached as its handler."""
+    informer = SharedIndexInformer(lister_watcher, expected_kind="ConfigMap", **options)
+    rec = Recorder()
+    informer.add_event_handler(**rec.handlers())
+    return informer, rec
+
+
 def server_state(client: Client, namespace: str) -> dict[str, tuple[str, str]]:
     return {o["metadata"]["name"]: (o["metadata"]["uid"], o["metadata"]["resourceVersion"])
             for o in client.list_all(CONFIGMAPS, namespace)}

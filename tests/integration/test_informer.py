@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from helpers import Recorder, cm, converged, retrying, server_state
+from helpers import Recorder, cm, converged, recorded, retrying, server_state
 from structlog.testing import capture_logs
 
 from pycontroller._util._wait import wait_for
@@ -94,10 +94,7 @@ def _churn(client: Client, namespace: str, count: int, seed: int) -> set[str]:
 def test_churn_of_1000_objects_converges_to_a_fresh_list(
     kube_client: Client, kube_namespace: str, stop: threading.Event
 ) -> None:
-    informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(ListWatch(kube_client, CONFIGMAPS, kube_namespace))
     start(informer, stop)
     _churn(kube_client, kube_namespace, 1000, seed=1)
     converged(kube_client, kube_namespace, informer, rec)
@@ -109,10 +106,7 @@ def test_apiserver_restart_during_churn_loses_no_delete(
     kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str,
     stop: threading.Event,
 ) -> None:
-    informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(ListWatch(kube_client, CONFIGMAPS, kube_namespace))
     start(informer, stop)
     worker = threading.Thread(target=lambda: _churn(kube_client, kube_namespace, 150, 2))
     worker.start()
@@ -133,10 +127,7 @@ def test_compaction_while_watch_is_down_relists_and_delivers_deletes(
     for i in range(5):
         kube_client.create(CONFIGMAPS, cm(f"k{i}"), kube_namespace)
     faulty = FaultyListerWatcher(ListWatch(kube_client, CONFIGMAPS, kube_namespace))
-    informer = SharedIndexInformer(faulty, expected_kind="ConfigMap",
-                                   freeze_gc_after_sync=False)
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(faulty)
     with capture_logs() as logs:
         start(informer, stop)
         kube_client.create(CONFIGMAPS, cm("seen"), kube_namespace)  # the watch is live
@@ -158,11 +149,8 @@ def test_stalled_stream_is_rewatched_and_nothing_is_lost(
     kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str,
     stop: threading.Event,
 ) -> None:
-    informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", inactivity_timeout=2.0,
-                                   freeze_gc_after_sync=False)
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
+                             inactivity_timeout=2.0)
     with capture_logs() as logs:
         start(informer, stop)
         kube_client.create(CONFIGMAPS, cm("before"), kube_namespace)
@@ -183,10 +171,7 @@ def test_malformed_line_and_error_event_relist_without_loss(
     kube_client: Client, kube_namespace: str, stop: threading.Event
 ) -> None:
     faulty = FaultyListerWatcher(ListWatch(kube_client, CONFIGMAPS, kube_namespace))
-    informer = SharedIndexInformer(faulty, expected_kind="ConfigMap",
-                                   freeze_gc_after_sync=False)
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(faulty)
     with capture_logs() as logs:
 
         def syncs() -> int:

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import structlog
-from helpers import Recorder, cm, converged, retrying
+from helpers import cm, converged, recorded, retrying
 
 from pycontroller.cache._informer_factory import wait_for_cache_sync
-from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client import CONFIGMAPS, Client, ListWatch
 from pycontroller.envtest import ControlPlane
 from pycontroller.errors import NotFoundError
@@ -90,11 +89,8 @@ def _one_run(seed: int, plane: ControlPlane, client: Client, namespace: str,
                 pass
 
     faulty = FaultyListerWatcher(ListWatch(client, CONFIGMAPS, namespace))
-    informer = SharedIndexInformer(faulty, expected_kind="ConfigMap", inactivity_timeout=1.5,
-                                   freeze_gc_after_sync=False,
-                                   reflector_options=_fast_backoff())
-    rec = Recorder()
-    informer.add_event_handler(**rec.handlers())
+    informer, rec = recorded(faulty, inactivity_timeout=1.5,
+                             reflector_options=_fast_backoff())
     stop = threading.Event()
     informer.start(stop)
     try:
