@@ -33,6 +33,7 @@ from pycontroller.client import (
     resource_for,
 )
 from pycontroller.controller import Controller, Manager, Requeue
+from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.workqueue import (
     RateLimitingQueue,
     WorkQueue,
@@ -52,6 +53,9 @@ __all__ = [
     "Controller",
     "DeletedFinalStateUnknown",
     "ListWatch",
+    "LeaderElectionConfig",
+    "LeaderElector",
+    "LeaseLock",
     "Lister",
     "Manager",
     "ObjectKey",

@@ -46,7 +46,7 @@ def _query(params: Params) -> str:
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None,
-            verify_tls: bool = True, qps_timeout: float = 30.0) -> Client:
+            verify_tls: bool = True, request_timeout: float = 30.0) -> Client:
     """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
@@ -69,7 +69,7 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
         raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
     if not verify_tls:
         cfg.verify_ssl = False
-    return Client(cfg, request_timeout=qps_timeout)
+    return Client(cfg, request_timeout=request_timeout)
 
 
 def has_config() -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, final
@@ -24,6 +26,7 @@ from pycontroller.controller._controller import Controller
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.errors import CacheSyncTimeoutError
+from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider, exposition
 from pycontroller.workqueue import RateLimitingQueue
 
@@ -43,6 +46,11 @@ class Manager:
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
     Pod pass ``":8080"``/``":8081"`` to listen on all interfaces. ``None`` disables one.
 
+    With ``leader_election`` (and the Lease ``leader_election_id``), every replica fills
+    its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
+    have synced and the replica leads. A leader that loses its Lease stops its
+    workers and ``run()`` returns 1, so the Pod restarts and stands for election again.
+
     Thread-safety: configure (``add``) from one thread before ``run``; ``ready``/``healthy``
     may be called from any thread.
     """
@@ -53,6 +61,9 @@ class Manager:
         health_probe_bind_address: str | None = "127.0.0.1:8081",
         sync_timeout: float = 120.0, grace_period: float = 30.0,
         registry: Any = None, handle_signals: bool = True,
+        leader_election: LeaderElectionConfig | None = None,
+        leader_election_id: str = "", leader_election_namespace: str = "default",
+        identity: str = "",
     ) -> None:
         self._client = client
         self._metrics = (PrometheusMetricsProvider() if registry is None
@@ -70,6 +81,14 @@ class Manager:
         self._servers: dict[str, ProbeServer] = {}
         self._started = threading.Event()
         self._log = _log.bind(component="manager")
+        if leader_election is not None and not leader_election_id:
+            raise ValueError("leader_election needs leader_election_id (the Lease name)")
+        self._election = leader_election
+        self._lease = (leader_election_namespace, leader_election_id)
+        self._identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        self._lost_leadership = threading.Event()
+        self._elector_thread: threading.Thread | None = None
+        self._elector_stop = threading.Event()
 
     def add(self, controller: Controller) -> None:
         """Register a controller: its informer, handlers, queue and metrics are wired now."""
@@ -93,7 +112,9 @@ class Manager:
         waiting = [c.name for c, reg in self._registrations if not reg.has_synced()]
         if waiting:
             return False, f"caches not synced: {', '.join(waiting)}"
-        return self._started.is_set(), "ok" if self._started.is_set() else "starting"
+        if self._started.is_set():
+            return True, "ok"
+        return False, "waiting for leadership" if self._election else "starting"
 
     def healthy(self) -> tuple[bool, str]:
         """Healthy when every worker lives and none is stuck."""
@@ -156,18 +177,46 @@ class Manager:
         try:
             self.factory.start(stop)
             self._wait_for_sync(stop)
-            for controller in self._controllers:
-                controller.start(stop)
-            self._started.set()
-            self._log.info("controllers_started", controllers=[c.name for c in self._controllers])
+            if self._election is None:
+                self._start_controllers(stop)
+            else:
+                self._stand_for_election(stop)
             stop.wait()
-            return 0
+            return 1 if self._lost_leadership.is_set() else 0
         except CacheSyncTimeoutError as exc:
             self._log.error("cache_sync_timeout", error=str(exc))
             return 1
         finally:
             stop.set()
             self._shutdown()
+
+    def _start_controllers(self, stop: threading.Event) -> None:
+        for controller in self._controllers:
+            controller.start(stop)
+        self._started.set()
+        self._log.info("controllers_started", controllers=[c.name for c in self._controllers])
+
+    def _stand_for_election(self, stop: threading.Event) -> None:
+        assert self._election is not None
+        namespace, name = self._lease
+        lock = LeaseLock(self._client, namespace, name, self._identity)
+
+        def on_started(leading: threading.Event) -> None:
+            self._log.info("leading_started", identity=self._identity)
+            self._start_controllers(stop)
+
+        def on_stopped() -> None:
+            if not stop.is_set() and self._started.is_set():
+                self._lost_leadership.set()  # lost, not asked to stop: exit 1 and restart
+                stop.set()
+
+        elector = LeaderElector(lock, self._election, on_started_leading=on_started,
+                                on_stopped_leading=on_stopped)
+        self._elector_thread = threading.Thread(
+            target=elector.run, args=(self._elector_stop,), daemon=True,
+            name=f"pycontroller-manager-election-{name}")
+        self._elector_thread.start()
+        self._log.info("leader_election_started", identity=self._identity, lease=name)
 
     def _wait_for_sync(self, stop: threading.Event) -> None:
         checks = [reg.has_synced for _, reg in self._registrations]
@@ -187,6 +236,9 @@ class Manager:
         for controller in self._controllers:
             if not controller.stop(self._grace):
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+        self._elector_stop.set()  # after the workers: a release never precedes their end
+        if self._elector_thread is not None:
+            self._elector_thread.join(30.0)
         self.factory.shutdown(10.0)
         for server in self._servers.values():
             server.stop()

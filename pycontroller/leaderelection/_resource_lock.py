@@ -172,7 +172,7 @@ class LeaseLock:
     ``get``, ``create`` and ``update`` each make one request through ``client``; the
     client's request timeout bounds them, so build it with a timeout of about
     ``max(1, renew_deadline / 2)`` (client-go does the same), e.g.
-    ``connect(kubeconfig, qps_timeout=5)``. Labels and other fields of the Lease are kept.
+    ``connect(kubeconfig, request_timeout=5)``. Labels and other fields of the Lease are kept.
 
     Thread-safety: thread-safe; the remembered Lease is guarded by a lock that is never held
     during a request.

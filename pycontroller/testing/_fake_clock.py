@@ -127,6 +127,7 @@ class FakeClock:
                         return True
                     self._lock.wait(0.05)
                     self._sleepers[token] = self._epoch
+                    self._lock.notify_all()  # wait_for_waiters(after_step=True) sees it
             finally:
                 del self._sleepers[token]
         return stop is not None and stop.is_set()

@@ -37,7 +37,7 @@ class Candidate:
 
     def __init__(self, kubeconfig: Path, namespace: str, identity: str, *,
                  config: LeaderElectionConfig = CFG) -> None:
-        self.client = connect(kubeconfig, qps_timeout=max(1.0, config.renew_deadline / 2))
+        self.client = connect(kubeconfig, request_timeout=max(1.0, config.renew_deadline / 2))
         self.started = threading.Event()
         self.stopped = threading.Event()
         self.stopped_at: float | None = None

@@ -17,7 +17,9 @@ ALLOWED = {
     "metrics": {"_util", "errors"},
     "workqueue": {"_util", "errors", "metrics"},
     "cache": {"_util", "errors", "metrics", "client"},
-    "controller": {"_util", "errors", "metrics", "client", "cache", "workqueue"},
+    "leaderelection": {"_util", "errors", "client"},
+    "controller": {"_util", "errors", "metrics", "client", "cache", "workqueue",
+                   "leaderelection"},
     "envtest": {"_util", "errors"},
 }
 ONLY_HERE = {"kubernetes": "client/_kube.py", "prometheus_client": "metrics/prometheus.py"}
