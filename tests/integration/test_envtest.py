@@ -116,14 +116,21 @@ def test_compaction_makes_old_watch_expire(
             pytest.fail(f"expected 410, got {event.type}")
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def test_pause_stalls_and_resume_recovers(kube_envtest: ControlPlane) -> None:
+    apiserver = kube_envtest.pids[1]
     kube_envtest.pause()
     try:
+        wait_for(lambda: _state(apiserver) == "T", timeout=5, message="SIGSTOP to land")
         with pytest.raises(OSError):  # socket timeout: the server accepts nothing
             _http.request("127.0.0.1", kube_envtest.port, "GET", "/readyz", timeout=1.0)
     finally:
         kube_envtest.resume()
     kube_envtest.wait_ready(30)
+    assert _state(apiserver) != "T"
 
 
 def test_kwok_node_runs_pods_and_restarts_containers(
