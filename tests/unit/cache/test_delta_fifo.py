@@ -3,51 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from fifo_helpers import (
+    ADDED,
+    DELETED,
+    REPLACED,
+    SYNC,
+    UPDATED,
+    Obj,
+    drain,
+    ignore,
+    known,
+    obj,
+    tomb,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pycontroller.cache import (
-    DeletedFinalStateUnknown,
     Delta,
     DeltaFIFO,
     DeltaType,
-    ObjectKey,
     Queue,
-    ThreadSafeStore,
     meta_namespace_key,
 )
-
-Obj = dict[str, Any]
-ADDED, UPDATED, DELETED = DeltaType.ADDED, DeltaType.UPDATED, DeltaType.DELETED
-REPLACED, SYNC = DeltaType.REPLACED, DeltaType.SYNC
-
-
-def obj(name: str, rv: int = 1) -> Obj:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv)}}
-
-
-def tomb(name: str, last: Obj | None) -> DeletedFinalStateUnknown[Obj]:
-    return DeletedFinalStateUnknown(ObjectKey(f"ns/{name}"), last)
-
-
-def ignore(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
-    """Process nothing."""
-
-
-def drain(fifo: DeltaFIFO[Obj]) -> list[tuple[Delta[Obj], ...]]:
-    popped = []
-    while len(fifo):
-        popped.append(fifo.pop(ignore))
-    return popped
-
-
-def known(*objects: Obj) -> ThreadSafeStore[Obj]:
-    store: ThreadSafeStore[Obj] = ThreadSafeStore()
-    for o in objects:
-        store.add(o)
-    return store
 
 
 def test_delta_fifo_is_a_queue() -> None:
