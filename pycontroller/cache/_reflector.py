@@ -10,8 +10,14 @@ pycontroller, written as an explicit state machine::
       │            └──ERROR / bad line──► BACKOFF → SYNC
       └──error───► BACKOFF → SYNC
 
-SYNC is a streaming WatchList when the server supports it (with a deadline for the
-initial-events-end bookmark, after which it falls back and remembers), else a paginated LIST.
+SYNC is a streaming WatchList when the server supports it, else a paginated LIST: a WatchList
+that fails (no progress within its deadline, broken or malformed stream) falls back to LIST
+for this sync only; a server that rejects it is remembered.
+
+Stopping: setting the stop event ends ``run`` at once in every state — a blocked LIST or
+watch open is abandoned (see ``_interrupt``), an open stream (WatchList or watch) is closed,
+a backoff sleep wakes. ``run`` never sets the stop event itself: if it dies on an unexpected
+error the error propagates to its caller (the informer), which owns the reaction.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import structlog
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.cache._fifo import Queue
+from pycontroller.cache._interrupt import Interrupted, Interrupter
 from pycontroller.cache._reflector_metrics import ReflectorMetrics
 from pycontroller.cache._sync import list_pages, watch_list
 from pycontroller.client._errors import api_error
@@ -82,7 +89,9 @@ class Reflector:
     does not turn into a storm of full lists.
 
     Thread-safety: ``run`` is called once, on its own thread; ``last_sync_resource_version``
-    may be read from any thread.
+    may be read from any thread. ``run`` returns promptly (well under a second) once
+    ``stop`` is set, whatever it is doing; if it raises, its helper threads end when
+    ``stop`` is set.
     """
 
     def __init__(
@@ -117,7 +126,7 @@ class Reflector:
         self._last_sync_rv = ""  # guarded by _lock
         self._rv_unavailable = False  # last LIST/WATCH at the last RV was expired/too large
         self._paginated_at_zero = False  # sticky: an RV=0 list came back paginated
-        self._stream: EventStream | None = None  # guarded by _lock
+        self._interrupter = Interrupter(self.name)
         self._watching = threading.Event()
         self._synced_once = False
 
@@ -135,9 +144,12 @@ class Reflector:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; every error is logged, counted and retried."""
+        """Run until ``stop`` is set; every expected error is logged, counted and retried.
+
+        Never sets ``stop``. An unexpected error (a bug, a ``BaseException``) propagates.
+        """
         helpers = [
-            threading.Thread(target=self._close_on_stop, args=(stop,), daemon=True,
+            threading.Thread(target=self._interrupt_on_stop, args=(stop,), daemon=True,
                              name=f"pycontroller-reflector-stop-{self.name}"),
         ]
         if self._resync_period > 0:
@@ -155,10 +167,9 @@ class Reflector:
             self._watching.clear()
             if stream is not None:
                 stream.close()
-            stop.set()  # let helpers finish even if we died on an unexpected error
-            for thread in helpers:
-                thread.join()
-            self._log.info("reflector_stopped")
+        for thread in helpers:  # only after a normal end: they wait for stop
+            thread.join()
+        self._log.info("reflector_stopped")
 
     def _step(self, state: _State, stream: EventStream | None,
               stop: threading.Event) -> tuple[_State, EventStream | None]:
@@ -171,6 +182,8 @@ class Reflector:
             try:
                 return _State.WATCH, self._sync(stop)
             except Exception as exc:
+                if stop.is_set():  # e.g. Interrupted: no failure, we are leaving
+                    return _State.SYNC, None
                 self._report("sync_failed", exc)
                 return _State.BACKOFF_SYNC, None
         return self._watch(stream, stop)
@@ -195,8 +208,8 @@ class Reflector:
             result = watch_list(
                 self._lw, rv="" if self._rv_unavailable else self.last_sync_resource_version,
                 deadline=self._watch_list_deadline, inactivity=self._inactivity,
-                timeout_seconds=self._watch_timeout(), clock=self._clock, stop=stop,
-                log=self._log, kind=self._kind,
+                timeout_seconds=self._watch_timeout(), clock=self._clock,
+                interrupter=self._interrupter, log=self._log, kind=self._kind,
             )
             if result.unsupported:
                 self._watch_list = False  # remembered for this server and reflector
@@ -214,12 +227,14 @@ class Reflector:
         rv = "" if self._rv_unavailable else (self.last_sync_resource_version or "0")
         started = self._clock.now()
         try:
-            page = list_pages(self._lw, rv=rv, limit=self._limit_for(rv), stop=stop)
+            page = list_pages(self._lw, rv=rv, limit=self._limit_for(rv),
+                              interrupter=self._interrupter)
         except ResourceExpiredError as exc:  # also "too large resource version"
             self._log.info("list_expired", resource_version=rv, error=str(exc))
             self._rv_unavailable = True
             rv = ""
-            page = list_pages(self._lw, rv=rv, limit=self._page_size, stop=stop)
+            page = list_pages(self._lw, rv=rv, limit=self._page_size,
+                              interrupter=self._interrupter)
         if stop.is_set():
             return
         if rv == "0" and page.paginated:
@@ -244,10 +259,14 @@ class Reflector:
 
     def _open(self, rv: str) -> tuple[_State, EventStream | None]:
         try:
-            stream = self._lw.watch(
-                resource_version=rv, timeout_seconds=self._watch_timeout(),
-                send_initial_events=None, resource_version_match=None,
-                inactivity_timeout=self._inactivity)
+            stream = self._interrupter.call(
+                lambda: self._lw.watch(
+                    resource_version=rv, timeout_seconds=self._watch_timeout(),
+                    send_initial_events=None, resource_version_match=None,
+                    inactivity_timeout=self._inactivity),
+                discard=lambda late: late.close())
+        except Interrupted:
+            return _State.WATCH, None
         except ResourceExpiredError as exc:
             self._report("watch_expired", exc)
             return _State.BACKOFF_SYNC, None
@@ -269,20 +288,17 @@ class Reflector:
             state, stream = self._open(rv)
             if stream is None:
                 return state, None
-        with self._lock:
-            self._stream = stream
         self._watching.set()
         counter, after_error = [0], _State.WATCH
         try:
-            self._consume(stream, rv, stop, counter)
+            with self._interrupter.closing(stream.close):
+                self._consume(stream, rv, stop, counter)
         except Exception as exc:
             event, after_error = next((e, s) for t, e, s in _ON_WATCH_ERROR if isinstance(exc, t))
             if not stop.is_set():
                 self._report(event, exc)
         finally:
             self._watching.clear()
-            with self._lock:
-                self._stream = None
             stream.close()
         duration, count = self._clock.now() - started, counter[0]
         self._metrics.watch_done(duration, count)
@@ -338,12 +354,9 @@ class Reflector:
             self._log.exception("store_update_failed", type=event.type)
 
     # -- helpers threads ---------------------------------------------------------------
-    def _close_on_stop(self, stop: threading.Event) -> None:
+    def _interrupt_on_stop(self, stop: threading.Event) -> None:
         stop.wait()
-        with self._lock:
-            stream = self._stream
-        if stream is not None:
-            stream.close()
+        self._interrupter.interrupt()
 
     def _resync_loop(self, stop: threading.Event) -> None:
         while not self._clock.sleep(self._resync_period, stop):

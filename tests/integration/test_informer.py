@@ -328,3 +328,28 @@ def test_pods_informer_sees_kwok_status_updates(
 
     wait_for(running, timeout=30)
     factory.shutdown(10)
+
+
+def test_factory_shutdown_stops_every_informer_whatever_stop_event(
+    kube_client: Client, kube_namespace: str
+) -> None:
+    """Issue 8 item 8: only the informers of the most recent stop event used to stop."""
+    factory = SharedInformerFactory(kube_client, namespace=kube_namespace)
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = factory.informer_for(CONFIGMAPS)
+    factory.start(first_stop)
+    second = factory.informer_for(PODS)
+    factory.start(second_stop)
+    assert factory.wait_for_cache_sync(threading.Event(), timeout=30, freeze_gc=False) == {
+        first.name: True, second.name: True}
+    factory.shutdown(10)
+    for informer in (first, second):
+        assert informer._thread is not None and not informer._thread.is_alive()
+    assert not first_stop.is_set() and not second_stop.is_set()  # the callers' events
+    late = factory.informer_for(CONFIGMAPS, label_selector="late=1")
+    with capture_logs() as logs:
+        factory.start(threading.Event())
+    assert late._thread is None, "start() after shutdown() starts nothing"
+    assert any(e["event"] == "informer_factory_shut_down" for e in logs)
+    first_stop.set()
+    second_stop.set()
