@@ -215,7 +215,11 @@ class Reflector:
                 self._watch_list = False  # remembered for this server and reflector
             if result.stream is not None:
                 self._rv_unavailable = False
-                self._store.replace(result.items, result.resource_version)
+                try:
+                    self._store.replace(result.items, result.resource_version)
+                except BaseException:
+                    result.stream.close()  # not left open behind a failed sync
+                    raise
                 self._set_rv(result.resource_version)
                 self._synced_once = True
                 self._metrics.list_done(self._clock.now() - started, len(result.items))

@@ -233,6 +233,30 @@ def test_transform_runs_once_per_incoming_object_not_on_sync_or_tombstones(
 
 
 @FIFOS
+def test_one_bad_object_does_not_lose_the_rest_of_a_list(make: Factory) -> None:
+    """A transform that raises queues the object untransformed; an object without a key is
+    left out and logged; the rest of the relist is queued either way."""
+    from structlog.testing import capture_logs
+
+    def picky(o: Obj) -> Obj:
+        if o["metadata"]["name"] == "odd":
+            raise ValueError("transform bug")
+        return o | {"slim": True}
+
+    fifo = make(ThreadSafeStore(), picky)
+    with capture_logs() as logs:
+        fifo.replace([obj("a"), obj("odd"), {"no": "metadata"}, obj("b")], "7")
+        fifo.add(obj("odd"))
+    popped: list[Any] = []
+    while len(fifo):
+        popped.extend(d.obj for d in fifo.pop(ignore))
+    assert sorted((o["metadata"]["name"], o.get("slim")) for o in popped) == [
+        ("a", True), ("b", True), ("odd", None), ("odd", None)]
+    assert [e["event"] for e in logs] == ["transform_failed", "transform_failed",
+                                          "fifo_object_dropped", "transform_failed"]
+
+
+@FIFOS
 def test_transform_result_is_what_gets_queued(make: Factory) -> None:
     fifo = make(ThreadSafeStore(), lambda o: {"metadata": o["metadata"], "slim": True})
     fifo.add(obj("a") | {"fat": "x" * 100})

@@ -560,3 +560,31 @@ def test_a_dying_reflector_does_not_set_the_stop_event(lw: FakeListerWatcher) ->
         reflector.run(stop)
     assert not stop.is_set()
     stop.set()
+
+
+def test_failed_replace_after_watch_list_closes_its_stream(lw: FakeListerWatcher) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+
+    class FailingOnce(RecordingStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = [1]
+
+        def replace(self, objects: Iterable[Any], resource_version: str) -> None:
+            if self.failures:
+                self.failures.pop()
+                raise RuntimeError("store bug")
+            super().replace(objects, resource_version)
+
+    store = FailingOnce()
+    reflector = Reflector(lw, store, expected_kind="Pod",  # type: ignore[arg-type]
+                          backoff=Backoff(initial=0.001, cap=0.002))
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
+    thread.start()
+    try:
+        wait_for(lambda: store.count("replace") == 1, timeout=5)
+        assert lw.streams[0].closed, "the stream of the failed sync was left open"
+    finally:
+        _stop_latency(stop, thread)
