@@ -33,30 +33,39 @@ class Idle(Controller):
         return None
 
 
+def _kill_the_reflector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every LIST and WATCH (WatchList included) raises what nothing catches."""
+    def dying(self: ListWatch, **kwargs: Any) -> Any:
+        raise Fatal("injected reflector bug")
+
+    monkeypatch.setattr(ListWatch, "list", dying)
+    monkeypatch.setattr(ListWatch, "watch", dying)
+
+
+def _run(manager: Manager, stop: threading.Event, codes: list[int]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: codes.append(manager.run(stop)), daemon=True,
+                              name="pycontroller-test-manager")
+    thread.start()
+    return thread
+
+
 def test_a_dying_informer_fails_healthz_and_the_manager_exits_non_zero(
     kube_client: Client, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 8 item 7: the informer used to set the Manager's stop event: a clean exit 0."""
-    gate = threading.Event()
-    real_list = ListWatch.list
-
-    def dying_list(self: ListWatch, **kwargs: Any) -> Any:
-        if gate.is_set():
-            raise Fatal("injected reflector bug")
-        return real_list(self, **kwargs)
-
-    monkeypatch.setattr(ListWatch, "list", dying_list)
+    _kill_the_reflector(monkeypatch)
     manager = Manager(kube_client, registry=CollectorRegistry(), handle_signals=False,
-                      metrics_bind_address=None, health_probe_bind_address="127.0.0.1:0")
+                      metrics_bind_address=None, health_probe_bind_address=None)
     manager.add(Idle(kube_namespace))
-    gate.set()
     codes: list[int] = []
-    with capture_logs() as logs:
-        thread = threading.Thread(target=lambda: codes.append(manager.run()),
-                                  name="pycontroller-test-manager")
-        thread.start()
-        thread.join(60)
-    assert not thread.is_alive()
+    stop = threading.Event()
+    try:
+        with capture_logs() as logs:
+            thread = _run(manager, stop, codes)
+            thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
     assert codes == [1]
     healthy, why = manager.healthy()
     assert not healthy and "injected reflector bug" in why and "Fatal" in why
@@ -67,17 +76,13 @@ def test_a_dying_informer_fails_healthz_and_the_manager_exits_non_zero(
 def test_healthz_answers_503_while_an_informer_is_dead(
     kube_client: Client, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    block = threading.Event()
-
-    def dying_list(self: ListWatch, **kwargs: Any) -> Any:
-        raise Fatal("injected reflector bug")
-
-    monkeypatch.setattr(ListWatch, "list", dying_list)
+    _kill_the_reflector(monkeypatch)
     manager = Manager(kube_client, registry=CollectorRegistry(), handle_signals=False,
                       metrics_bind_address=None, health_probe_bind_address="127.0.0.1:0",
                       grace_period=0.1)
     manager.add(Idle(kube_namespace))
     # Hold the Manager inside its shutdown so the probe server is still up to be asked.
+    block = threading.Event()
     real_shutdown = manager.factory.shutdown
 
     def held_shutdown(timeout: float | None = None) -> None:
@@ -86,9 +91,8 @@ def test_healthz_answers_503_while_an_informer_is_dead(
 
     monkeypatch.setattr(manager.factory, "shutdown", held_shutdown)
     codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(manager.run()),
-                              name="pycontroller-test-manager")
-    thread.start()
+    stop = threading.Event()
+    thread = _run(manager, stop, codes)
     try:
         wait_for(lambda: "health" in manager._servers, timeout=30)
         port = manager.port("health")
@@ -100,8 +104,9 @@ def test_healthz_answers_503_while_an_informer_is_dead(
             except urllib.error.HTTPError as exc:
                 return exc.code
 
-        assert wait_for(lambda: status() == 503, timeout=30)
+        wait_for(lambda: status() == 503, timeout=30)
     finally:
         block.set()
+        stop.set()
         thread.join(60)
     assert codes == [1]
