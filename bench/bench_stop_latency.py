@@ -50,7 +50,7 @@ def _measure(setup: Callable[[FakeListerWatcher, threading.Event], dict[str, Any
     ready, release = threading.Event(), threading.Event()
     options = setup(lw, ready)
     options.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
-    reflector = Reflector(lw, _Store(), expected_kind="Pod", **options)  # type: ignore[arg-type]
+    reflector = Reflector(lw, _Store(), expected_kind="Pod", **options)
     stop = threading.Event()
     thread = threading.Thread(target=reflector.run, args=(stop,), daemon=True)
     thread.start()

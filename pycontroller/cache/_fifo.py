@@ -47,7 +47,7 @@ class DeltaType(enum.StrEnum):
     """A watch DELETED event, or a tombstone for an object a relist no longer returned."""
     REPLACED = "Replaced"
     """An object returned by a (re)list."""
-    SYNC = "Sync"
+    RESYNC = "Sync"
     """A periodic resync replaying the cached object."""
 
 
@@ -92,7 +92,7 @@ class ProcessFunc(Protocol[_T_contra]):
 class TransformFunc(Protocol[_T]):
     """Rewrites an incoming object once, before it is queued (e.g. drops managedFields).
 
-    It may mutate and return its argument. It never sees tombstones or resync (``Sync``)
+    It may mutate and return its argument. It never sees tombstones or resync (``RESYNC``)
     objects, which already went through it.
     """
 
@@ -126,7 +126,7 @@ class Queue(Protocol[_T]):
         ...
 
     def resync(self) -> None:
-        """Queue ``Sync`` deltas replaying every known object that has nothing queued."""
+        """Queue ``RESYNC`` deltas replaying every known object that has nothing queued."""
         ...
 
     def pop(self, process: ProcessFunc[_T]) -> tuple[Delta[_T], ...]:

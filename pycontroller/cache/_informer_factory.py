@@ -13,7 +13,6 @@ from typing import Any, final
 
 import structlog
 
-from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._reflector_metrics import ReflectorMetricsProvider
 from pycontroller.cache._shared_informer import SharedIndexInformer, Transform, strip_managed_fields
 from pycontroller.client._kube import Client
@@ -106,18 +105,16 @@ class SharedInformerFactory:
         for _, informer in pending:
             informer.start(stop)
 
-    def wait_for_cache_sync(self, stop: threading.Event, *, timeout: float | None = None,
-                            freeze_gc: bool = True) -> dict[str, bool]:
+    def wait_for_cache_sync(self, stop: threading.Event, *,
+                            timeout: float | None = None) -> dict[str, bool]:
         """Wait for the started informers; return ``{informer name: synced}``.
 
-        When all synced and ``freeze_gc`` is set, the caches are frozen out of the cyclic
-        GC once (``freeze_cache``), so full collections stop walking them.
+        Freezing the caches out of the cyclic GC is the process owner's call (the
+        ``Manager`` does it; see ``freeze_cache``), not the factory's.
         """
         with self._lock:
             started = [i for k, i in self._informers.items() if k in self._started]
-        if wait_for_cache_sync(stop, *(i.has_synced for i in started), timeout=timeout) \
-                and freeze_gc and started:
-            freeze_cache()
+        wait_for_cache_sync(stop, *(i.has_synced for i in started), timeout=timeout)
         return {i.name: i.has_synced() for i in started}
 
     def failures(self) -> dict[str, BaseException]:

@@ -93,10 +93,10 @@ class _Listener:
         self.stopped = False  # guarded by _cond
         self.next_resync = clock.now() + resync_period
         # Whether "unchanged" updates (a resync, or a relisted object with the same RV) reach
-        # this handler. True from the start, as in client-go: until the first resync check
-        # every handler gets them; the check then keeps only the handlers that are due.
-        # Guarded by the informer's delta lock.
-        self.syncing = True
+        # this handler (client-go's "syncing listener"). True from the start, as in
+        # client-go: until the first resync check every handler gets them; each check then
+        # keeps only the handlers that are due. Guarded by the informer's delta lock.
+        self.resyncing = True
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._log = _log.bind(component="informer", handler=name)
 
@@ -128,12 +128,12 @@ class _Listener:
     def due_for_resync(self, now: float) -> bool:
         """Mark (and return) whether this handler's resync is due at ``now``."""
         if self.resync_period <= 0:
-            self.syncing = False
+            self.resyncing = False
             return False
-        self.syncing = now >= self.next_resync
-        if self.syncing:
+        self.resyncing = now >= self.next_resync
+        if self.resyncing:
             self.next_resync = now + self.resync_period
-        return self.syncing
+        return self.resyncing
 
     def stop(self) -> None:
         """Stop delivering; buffered notifications are dropped, a running call completes."""

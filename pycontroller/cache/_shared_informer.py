@@ -15,7 +15,6 @@ import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.cache._fifo import Delta, DeltaType
-from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._index import NAMESPACE_INDEX, IndexFunc, meta_namespace_index_func
 from pycontroller.cache._keys import DeletedFinalStateUnknown
 from pycontroller.cache._lister import Lister
@@ -88,7 +87,7 @@ class SharedIndexInformer:
         resync_period: float = 0.0, indexers: Mapping[str, IndexFunc[Obj]] | None = None,
         transform: Transform | None = strip_managed_fields, clock: Clock = REAL_CLOCK,
         metrics: ReflectorMetricsProvider | None = None, use_watch_list: bool = True,
-        inactivity_timeout: float = 100.0, freeze_gc_after_sync: bool = False,
+        inactivity_timeout: float = 100.0,
         on_watch_error: Callable[[BaseException], None] | None = None,
         reflector_options: Mapping[str, Any] | None = None,
         on_failure: Callable[[SharedIndexInformer, BaseException], None] | None = None,
@@ -107,7 +106,6 @@ class SharedIndexInformer:
         self._metrics_provider = metrics
         self._use_watch_list = use_watch_list
         self._inactivity = inactivity_timeout
-        self._freeze_gc = freeze_gc_after_sync
         self._on_watch_error = on_watch_error
         self._reflector_options = dict(reflector_options or {})
         self._on_failure = on_failure
@@ -249,9 +247,9 @@ class SharedIndexInformer:
             return self._failure
 
     @property
-    def last_sync_resource_version(self) -> str:
-        """The reflector's last resourceVersion ("" before start)."""
-        return self._reflector.last_sync_resource_version if self._reflector else ""
+    def last_resource_version(self) -> str:
+        """The resourceVersion of the last list, event or bookmark applied ("" before)."""
+        return self._reflector.last_resource_version if self._reflector else ""
 
     # -- running -----------------------------------------------------------------------
     def start(self, stop: threading.Event) -> None:
@@ -366,13 +364,11 @@ class SharedIndexInformer:
                 return
             self._synced.set()
         self._log.info("cache_synced", objects=len(self._indexer))
-        if self._freeze_gc:
-            freeze_cache()
 
     def _should_resync(self) -> bool:
         now = self._clock.now()
         with self._block_deltas:
-            due = [x.due_for_resync(now) for x in self._listeners]  # sets each .syncing
+            due = [x.due_for_resync(now) for x in self._listeners]  # sets each .resyncing
             return any(due)
 
     def _process(self, deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
@@ -401,8 +397,8 @@ class SharedIndexInformer:
         if old is not obj:
             self._indexer.update(obj)
             self._detector.add_object(obj)
-        is_sync = delta.type is DeltaType.SYNC or (
+        is_resync = delta.type is DeltaType.RESYNC or (
             delta.type is DeltaType.REPLACED and _rv(old) == _rv(obj))
         for listener in self._listeners:
-            if listener.syncing or not is_sync:
+            if listener.resyncing or not is_resync:
                 listener.push(_UPDATE, old, obj)

@@ -198,7 +198,7 @@ def test_slow_and_failing_handlers_do_not_hold_up_others(
     kube_client: Client, kube_namespace: str, stop: threading.Event
 ) -> None:
     informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
+                                   expected_kind="ConfigMap")
     gate = threading.Event()
     slow = informer.add_event_handler(on_add=lambda obj, initial: gate.wait(30))
 
@@ -224,7 +224,7 @@ def test_handler_added_after_sync_sees_every_object_once(
     for i in range(30):
         kube_client.create(CONFIGMAPS, cm(f"o{i}"), kube_namespace)
     informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
+                                   expected_kind="ConfigMap")
     start(informer, stop)
     rec = Recorder()
     reg = informer.add_event_handler(**rec.handlers())
@@ -340,7 +340,7 @@ def test_factory_shutdown_stops_every_informer_whatever_stop_event(
     factory.start(first_stop)
     second = factory.informer_for(PODS)
     factory.start(second_stop)
-    assert factory.wait_for_cache_sync(threading.Event(), timeout=30, freeze_gc=False) == {
+    assert factory.wait_for_cache_sync(threading.Event(), timeout=30) == {
         first.name: True, second.name: True}
     factory.shutdown(10)
     for informer in (first, second):

@@ -317,7 +317,7 @@ def test_resync_skips_the_key_in_flight(make: Factory) -> None:
     fifo.pop(process)
     assert len(fifo) == 1
     (sync,) = fifo.pop(apply)
-    assert sync == Delta(DeltaType.SYNC, obj("b", rv=1))
+    assert sync == Delta(DeltaType.RESYNC, obj("b", rv=1))
     assert indexer.get_by_key("ns/a") == obj("a", rv=2)
 
 
@@ -418,4 +418,4 @@ def test_delta_is_frozen_slotted_copyable_and_buildable_through_an_alias() -> No
         delta.type = DeltaType.UPDATED  # type: ignore[misc]
     assert copy.deepcopy(delta) == delta
     assert pickle.loads(pickle.dumps(delta)) == delta
-    assert str(DeltaType.SYNC) == "Sync"
+    assert str(DeltaType.RESYNC) == "Sync"

@@ -75,7 +75,7 @@ def run_reflector(lw: FakeListerWatcher) -> Iterator[Runner]:
         store = RecordingStore()
         kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
         kwargs.setdefault("expected_kind", "Pod")
-        reflector = Reflector(lw, store, **kwargs)  # type: ignore[arg-type]
+        reflector = Reflector(lw, store, **kwargs)
         thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
         thread.start()
         threads.append(thread)
@@ -110,7 +110,7 @@ def test_first_list_is_rv0_limit500_then_watch_from_list_rv(
     watch = watches(lw)[0]
     assert watch["resource_version"] == "101"
     assert 300 <= watch["timeout_seconds"] <= 599
-    assert reflector.last_sync_resource_version == "101"
+    assert reflector.last_resource_version == "101"
 
 
 def test_watchlist_rejected_falls_back_to_list_and_is_remembered(
@@ -135,7 +135,7 @@ def test_events_reach_store_and_advance_rv(lw: FakeListerWatcher, run_reflector:
     lw.remove("default", "a")
     wait_for(lambda: store.count("delete") == 1, timeout=5)
     assert [op for op, _ in store.ops[1:]] == ["add", "update", "delete"]
-    assert reflector.last_sync_resource_version == "103"
+    assert reflector.last_resource_version == "103"
 
 
 def test_bookmark_advances_rv_without_store_change(
@@ -144,7 +144,7 @@ def test_bookmark_advances_rv_without_store_change(
     reflector, store = run_reflector(use_watch_list=False)
     assert lw.wait_for_watches(1)
     rv = lw.bookmark()
-    wait_for(lambda: reflector.last_sync_resource_version == rv, timeout=5)
+    wait_for(lambda: reflector.last_resource_version == rv, timeout=5)
     assert [op for op, _ in store.ops] == ["replace"]
 
 
@@ -158,7 +158,7 @@ def test_wrong_kind_is_skipped_and_does_not_advance_rv(
     lw.emit(WatchEvent("ADDED", {"kind": "Pod", "metadata": {"name": "p",
                                                               "resourceVersion": "150"}}))
     wait_for(lambda: store.count("add") == 1, timeout=5)
-    assert reflector.last_sync_resource_version == "150"
+    assert reflector.last_resource_version == "150"
 
 
 def test_normal_watch_end_rewatches_from_last_rv_without_list(
@@ -357,7 +357,7 @@ def test_watch_list_fills_store_and_keeps_the_stream(
     reflector, store = run_reflector(inactivity_timeout=50.0)
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert store.ops[0] == ("replace", (["a", "b"], "102"))
-    assert reflector.last_sync_resource_version == "102"
+    assert reflector.last_resource_version == "102"
     lw.upsert(pod("c"))  # arrives on the same stream: no second WATCH, no LIST
     wait_for(lambda: store.count("add") == 1, timeout=5)
     assert len(lw.calls) == 1 and not lists(lw)
@@ -373,8 +373,9 @@ def test_watch_list_without_end_bookmark_falls_back_within_deadline(
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert lists(lw), "fell back to LIST"
     # Issue 8 item 11: one timeout does not switch WatchList off for good (this test used
-    # to pin that it did): the next relist (a short watch forces one) tries it again.
-    lw.close_watches()
+    # to pin that it did): the next relist (a malformed line forces one) tries it again.
+    assert lw.wait_for_watches(2)
+    lw.emit(WatchDecodeError("garbage"))
     wait_for(lambda: sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2,
              timeout=5)
 
@@ -386,7 +387,7 @@ def _start(lw: FakeListerWatcher, **kwargs: Any) -> tuple[Reflector, threading.E
     store = RecordingStore()
     kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
     kwargs.setdefault("expected_kind", "Pod")
-    reflector = Reflector(lw, store, **kwargs)  # type: ignore[arg-type]
+    reflector = Reflector(lw, store, **kwargs)
     stop = threading.Event()
     thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
     thread.start()
@@ -490,7 +491,8 @@ def test_malformed_line_during_watch_list_closes_it_and_falls_back_to_list(
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert lists(lw), "fell back to LIST"
     assert lw.streams[0].closed, "the broken WatchList stream was closed"
-    lw.close_watches()  # → short watch → relist: WatchList is tried again and works
+    assert lw.wait_for_watches(2)
+    lw.emit(WatchDecodeError("garbage"))  # → relist: WatchList is tried again and works
     wait_for(lambda: store.count("replace") == 2, timeout=5)
     assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2
 
@@ -554,7 +556,7 @@ def test_a_dying_reflector_does_not_set_the_stop_event(lw: FakeListerWatcher) ->
 
     lw.list = dead  # type: ignore[method-assign]
     store = RecordingStore()
-    reflector = Reflector(lw, store, use_watch_list=False)  # type: ignore[arg-type]
+    reflector = Reflector(lw, store, use_watch_list=False)
     stop = threading.Event()
     with pytest.raises(Fatal):
         reflector.run(stop)
@@ -578,7 +580,7 @@ def test_failed_replace_after_watch_list_closes_its_stream(lw: FakeListerWatcher
             super().replace(objects, resource_version)
 
     store = FailingOnce()
-    reflector = Reflector(lw, store, expected_kind="Pod",  # type: ignore[arg-type]
+    reflector = Reflector(lw, store, expected_kind="Pod",
                           backoff=Backoff(initial=0.001, cap=0.002))
     stop = threading.Event()
     thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")

@@ -64,7 +64,6 @@ def stop() -> Iterator[threading.Event]:
 
 def make(lw: FakeListerWatcher, **kwargs: Any) -> SharedIndexInformer:
     kwargs.setdefault("use_watch_list", False)
-    kwargs.setdefault("freeze_gc_after_sync", False)
     return SharedIndexInformer(lw, expected_kind="Pod", **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""The two ways a Reflector fetches the full state: a paginated LIST or a WatchList stream."""
+"""The two ways a Reflector lists (fetches the full state): a paginated LIST or a WatchList."""
 
 from __future__ import annotations
 
