@@ -109,12 +109,19 @@ class SharedInformerFactory:
                             timeout: float | None = None) -> dict[str, bool]:
         """Wait for the started informers; return ``{informer name: synced}``.
 
-        Freezing the caches out of the cyclic GC is the process owner's call (the
-        ``Manager`` does it; see ``freeze_cache``), not the factory's.
+        Returns early, with that informer not synced, if one of them died (see
+        ``failures``): it never will. Freezing the caches out of the cyclic GC is the
+        process owner's call (the ``Manager`` does it; see ``freeze_cache``), not the
+        factory's.
         """
         with self._lock:
             started = [i for k, i in self._informers.items() if k in self._started]
-        wait_for_cache_sync(stop, *(i.has_synced for i in started), timeout=timeout)
+
+        def done() -> bool:
+            return all(i.has_synced() for i in started) or any(
+                i.failure is not None for i in started)
+
+        wait_for_cache_sync(stop, done, timeout=timeout)
         return {i.name: i.has_synced() for i in started}
 
     def failures(self) -> dict[str, BaseException]:

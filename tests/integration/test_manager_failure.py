@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -110,3 +111,25 @@ def test_healthz_answers_503_while_an_informer_is_dead(
         stop.set()
         thread.join(60)
     assert codes == [1]
+
+
+def test_factory_wait_for_cache_sync_returns_when_an_informer_died(
+    kube_client: Client, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to wait forever (or for its timeout) for a cache that would never fill."""
+    from pycontroller.cache._informer_factory import SharedInformerFactory
+
+    _kill_the_reflector(monkeypatch)
+    factory = SharedInformerFactory(kube_client, namespace=kube_namespace)
+    informer = factory.informer_for(CONFIGMAPS)
+    stop = threading.Event()
+    factory.start(stop)
+    try:
+        started = time.monotonic()
+        assert factory.wait_for_cache_sync(stop, timeout=60) == {informer.name: False}
+        assert time.monotonic() - started < 30, "waited for the timeout"
+        assert isinstance(factory.failures()[informer.name], Fatal)
+        assert not stop.is_set()
+    finally:
+        factory.shutdown(10)
+        stop.set()
