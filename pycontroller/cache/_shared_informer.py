@@ -280,8 +280,8 @@ class SharedIndexInformer:
             self._started = True
             for listener in self._listeners:
                 listener.start()
-        # Ends with the caller's stop; a leftover waiter (the informer died first) is a
-        # parked daemon thread until then.
+        # Ends with the caller's stop, or within half a second of a halt (factory shutdown,
+        # failure) so no thread outlives the informer for long.
         threading.Thread(target=self._halt_on, args=(stop,), daemon=True,
                          name=f"pycontroller-informer-stop-{self.name}").start()
         reflector_thread: threading.Thread | None = None
@@ -323,7 +323,9 @@ class SharedIndexInformer:
                 self._log.exception("informer_failure_handler_failed")
 
     def _halt_on(self, stop: threading.Event) -> None:
-        stop.wait()
+        while not stop.wait(0.5):  # wakes at once when stop is set
+            if self._halted.is_set():
+                return
         self._halted.set()
 
     def _fail(self, exc: BaseException) -> None:
