@@ -354,3 +354,29 @@ def test_factory_shutdown_stops_every_informer_whatever_stop_event(
     # No thread of the informers outlives shutdown (the caller's events are still unset).
     wait_for(lambda: not [t for t in threading.enumerate()
                           if t.name.startswith("pycontroller-informer")], timeout=5)
+
+
+@pytest.mark.parametrize("use_watch_list", [True, False], ids=["watch-list", "list"])
+def test_stop_is_prompt_while_the_apiserver_is_silent(
+    kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str, use_watch_list: bool
+) -> None:
+    """Issue 8 items 5 and 6: stopping inside a WatchList or a LIST page that a silent
+    server never answers used to wait for the request's deadline (30 s)."""
+    import time
+
+    informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
+                                   expected_kind="ConfigMap", use_watch_list=use_watch_list)
+    stop = threading.Event()
+    kube_envtest.pause()
+    try:
+        informer.start(stop)
+        time.sleep(1.0)  # the first request is on its way and unanswered
+        assert not informer.has_synced()
+        started = time.monotonic()
+        stop.set()
+        informer.join(10)
+        latency = time.monotonic() - started
+    finally:
+        kube_envtest.resume()
+    assert informer._thread is not None and not informer._thread.is_alive()
+    assert latency < 1.0, f"stop took {latency:.2f}s"
