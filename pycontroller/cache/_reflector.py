@@ -55,7 +55,11 @@ SHORT_WATCH: Final = 1.0
 
 
 class ReflectorStore(Protocol):
-    """What a Reflector writes to (the informer's FIFO implements it)."""
+    """What a Reflector writes to (the informer's FIFO implements it).
+
+    Thread-safety: implementations must be thread-safe: ``resync`` comes from the
+    reflector's resync thread, everything else from its main thread.
+    """
 
     def replace(self, objects: list[dict[str, Any]], resource_version: str) -> None:
         """The full state at ``resource_version`` (after each list)."""
@@ -85,6 +89,7 @@ class Listing:
 
     ``relist``: a list succeeded before (counted as a relist). ``from_scratch``: the last
     resourceVersion is gone (410 / too large), so list at ``""`` (a consistent read).
+    Immutable, like every state.
     """
 
     relist: bool = False
