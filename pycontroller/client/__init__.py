@@ -3,6 +3,7 @@
 from pycontroller.client._discovery import resource_for
 from pycontroller.client._kube import Client, connect, has_config
 from pycontroller.client._list_watch import EventStream, ListerWatcher, ListWatch
+from pycontroller.client._observe import Write, WriteObserver
 from pycontroller.client._resource import (
     BUILTINS,
     CONFIGMAPS,
@@ -36,6 +37,6 @@ __all__ = [
     "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
     "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchStalledError", "WatchStream", "connect",
+    "WatchEvent", "WatchStalledError", "WatchStream", "Write", "WriteObserver", "connect",
     "has_config", "resource_for",
 ]

@@ -7,6 +7,7 @@ model classes are never built.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 import ssl
@@ -15,12 +16,14 @@ from typing import Any, final
 from urllib.parse import urlencode
 
 import orjson
+import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from pycontroller import errors
 from pycontroller.client._errors import api_error
+from pycontroller.client._observe import Write, WriteObserver, WriteVerb
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
 
@@ -37,6 +40,7 @@ _PATCH_TYPES = {
     "apply": "application/apply-patch+yaml",
 }
 Params = Mapping[str, str | int | bool | None]
+_log = structlog.get_logger(__name__)
 
 
 def _query(params: Params) -> str:
@@ -86,7 +90,10 @@ def has_config() -> bool:
 class Client:
     """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
 
-    Thread-safety: thread-safe; one connection pool is shared by all threads.
+    ``with_write_observer`` returns a view of the client (same connection pool) that
+    reports every successful write to a callback.
+
+    Thread-safety: thread-safe; one connection pool is shared by all threads and views.
     """
 
     def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
@@ -109,6 +116,45 @@ class Client:
         )
         if not cfg.verify_ssl:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._observers: tuple[WriteObserver, ...] = ()
+        self._owns_pool = True
+
+    def with_write_observer(self, observer: WriteObserver) -> Client:
+        """Return a view of this client that also reports successful writes to ``observer``.
+
+        The view shares this client's connection pool, configuration and any observers
+        already registered (views chain). ``observer`` is called with a ``Write`` after
+        every successful ``create``, ``replace``, ``patch``, ``apply``, ``apply_status``
+        and ``delete`` made through the view (and the helpers built on them, such as
+        ``create_or_update``), on the writing thread, before the method returns. Failed
+        writes and raw ``request`` calls are not reported. An observer that raises is
+        logged and ignored: the write has happened. ``close()`` on a view does nothing;
+        the client that created the pool closes it.
+        """
+        view = copy.copy(self)
+        view._observers = (*self._observers, observer)
+        view._owns_pool = False
+        return view
+
+    def _observed(self, verb: WriteVerb, resource: Resource, namespace: str | None,
+                  name: str, result: Any, *, subresource: str | None = None) -> Any:
+        """Report a successful write to the observers; return ``result`` unchanged."""
+        if not self._observers:
+            return result
+        if isinstance(result, dict) and result.get("kind") != "Status":
+            meta = result.get("metadata") or {}
+            name = str(meta.get("name") or name)
+            if resource.namespaced:
+                namespace = meta.get("namespace") or namespace
+        write = Write(verb, resource, namespace if resource.namespaced else None, name,
+                      subresource, result)
+        for observer in self._observers:
+            try:
+                observer(write)
+            except Exception:
+                _log.exception("write_observer_failed", observer=repr(observer), verb=verb,
+                               resource=str(resource))
+        return result
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._cfg
@@ -247,16 +293,20 @@ class Client:
     def create(self, resource: Resource, obj: Mapping[str, Any],
                namespace: str | None = None) -> Any:
         """POST a new object; ``namespace`` defaults to the object's own."""
-        ns = namespace or (obj.get("metadata") or {}).get("namespace")
-        return self.request("POST", resource.path(ns if resource.namespaced else None),
-                            body=dict(obj))
+        meta = obj.get("metadata") or {}
+        ns = (namespace or meta.get("namespace")) if resource.namespaced else None
+        result = self.request("POST", resource.path(ns), body=dict(obj))
+        return self._observed("create", resource, ns, str(meta.get("name") or ""), result)
 
     def replace(self, resource: Resource, obj: Mapping[str, Any],
                 subresource: str | None = None) -> Any:
         """PUT the object (optimistic concurrency through its resourceVersion)."""
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") if resource.namespaced else None
-        return self.request("PUT", resource.path(ns, meta["name"], subresource), body=dict(obj))
+        result = self.request("PUT", resource.path(ns, meta["name"], subresource),
+                              body=dict(obj))
+        return self._observed("replace", resource, ns, meta["name"], result,
+                              subresource=subresource)
 
     def patch(self, resource: Resource, name: str, patch: Any, namespace: str | None = None,
               *, patch_type: str = "merge", field_manager: str | None = None,
@@ -266,7 +316,10 @@ class Client:
             raise ValueError(f"patch_type must be one of {sorted(_PATCH_TYPES)}")
         query = _query({"fieldManager": field_manager, "force": force})
         path = resource.path(namespace, name, subresource) + query
-        return self.request("PATCH", path, body=patch, content_type=_PATCH_TYPES[patch_type])
+        result = self.request("PATCH", path, body=patch,
+                              content_type=_PATCH_TYPES[patch_type])
+        return self._observed("apply" if patch_type == "apply" else "patch", resource,
+                              namespace, name, result, subresource=subresource)
 
     def delete(self, resource: Resource, name: str, namespace: str | None = None, *,
                grace_period_seconds: int | None = None,
@@ -274,11 +327,13 @@ class Client:
         """DELETE one object."""
         query = _query({"gracePeriodSeconds": grace_period_seconds,
                         "propagationPolicy": propagation_policy})
-        return self.request("DELETE", resource.path(namespace, name) + query)
+        result = self.request("DELETE", resource.path(namespace, name) + query)
+        return self._observed("delete", resource, namespace, name, result)
 
     def close(self) -> None:
-        """Close pooled connections."""
-        self._pool.clear()
+        """Close pooled connections (a no-op on a ``with_write_observer`` view)."""
+        if self._owns_pool:
+            self._pool.clear()
 
     def __enter__(self) -> Client:
         return self
