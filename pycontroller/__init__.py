@@ -39,10 +39,12 @@ from pycontroller.client import (
     SERVICES,
     Client,
     ListWatch,
+    OperationResult,
     Resource,
     connect,
     has_config,
     resource_for,
+    retry_on_conflict,
 )
 from pycontroller.controller import Controller, Manager, Requeue
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
@@ -64,6 +66,8 @@ __all__ = [
     "set_condition",
     "set_controller_reference",
     "set_owner_reference",
+    "OperationResult",
+    "retry_on_conflict",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "LEASES",

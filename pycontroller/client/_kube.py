@@ -11,7 +11,7 @@ import copy
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, final
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from pycontroller.client._errors import api_error
 from pycontroller.client._observe import Write, WriteObserver, WriteVerb
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
+from pycontroller.client._writes import OperationResult
 
 _KEEPALIVE = [
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
@@ -329,6 +330,89 @@ class Client:
                         "propagationPolicy": propagation_policy})
         result = self.request("DELETE", resource.path(namespace, name) + query)
         return self._observed("delete", resource, namespace, name, result)
+
+    # -- server-side apply and create-or-update (≙ client.Apply, CreateOrUpdate) --------
+    def apply(self, resource: Resource, obj: Mapping[str, Any], *, field_manager: str,
+              force: bool = False) -> Any:
+        """Server-side apply ``obj``: the fields it sets become owned by ``field_manager``.
+
+        ``obj`` is the *intent*: only the fields this manager cares about, with
+        ``metadata.name`` (and ``metadata.namespace`` for a namespaced resource);
+        ``apiVersion``/``kind`` default to ``resource``'s. Fields another manager owns
+        with a different value make the server refuse with ``ConflictError`` unless
+        ``force`` takes them over. Creates the object if it does not exist. Returns the
+        object as stored.
+
+        Raises:
+            ConflictError: a field is owned by another manager (and ``force`` is False).
+            ValueError: no name, no namespace for a namespaced resource, or a bad
+                ``field_manager``.
+        """
+        return self._apply(resource, obj, field_manager, force, None)
+
+    def apply_status(self, resource: Resource, obj: Mapping[str, Any], *,
+                     field_manager: str, force: bool = False) -> Any:
+        """Server-side apply ``obj``'s ``status`` through the status subresource.
+
+        As ``apply``, but only ``status`` is written (the server ignores other fields
+        sent to the subresource); the object must exist (else ``NotFoundError``).
+        """
+        return self._apply(resource, obj, field_manager, force, "status")
+
+    def _apply(self, resource: Resource, obj: Mapping[str, Any], field_manager: str,
+               force: bool, subresource: str | None) -> Any:
+        if not field_manager or len(field_manager) > 128:
+            raise ValueError("field_manager must be 1 to 128 characters")
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            raise ValueError("apply needs metadata.name")
+        namespace = meta.get("namespace") if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            raise ValueError(f"apply to namespaced {resource} needs metadata.namespace")
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+        return self.patch(resource, str(name), body, namespace, patch_type="apply",
+                          field_manager=field_manager, force=force or None,
+                          subresource=subresource)
+
+    def create_or_update(self, resource: Resource, name: str,
+                         mutate: Callable[[dict[str, Any]], None],
+                         namespace: str | None = None) -> tuple[OperationResult, Any]:
+        """Create or update one object so that ``mutate`` holds; write only on a change.
+
+        ≙ ``controllerutil.CreateOrUpdate``. GETs the object; when it is missing,
+        ``mutate`` fills a skeleton (``apiVersion``, ``kind``, ``metadata.name`` and
+        ``namespace``) that is then created; otherwise ``mutate`` edits the fetched
+        object in place and it is replaced (PUT, guarded by its resourceVersion) only if
+        it now differs. Returns what happened and the object as stored (the fetched one
+        when unchanged). Wrap it in ``retry_on_conflict`` to retry lost races.
+
+        Raises:
+            ConflictError: the object changed (or was created) since the GET.
+            ValueError: ``mutate`` changed the name or namespace.
+        """
+        ns = namespace if resource.namespaced else None
+        try:
+            current = self.get(resource, name, ns)
+        except errors.NotFoundError:
+            skeleton: dict[str, Any] = {
+                "apiVersion": resource.api_version, "kind": resource.kind,
+                "metadata": {"name": name, **({"namespace": ns} if ns else {})}}
+            mutate(skeleton)
+            self._check_key(skeleton, name, ns)
+            return OperationResult.CREATED, self.create(resource, skeleton, ns)
+        before = copy.deepcopy(current)
+        mutate(current)
+        self._check_key(current, name, ns)
+        if current == before:
+            return OperationResult.UNCHANGED, current
+        return OperationResult.UPDATED, self.replace(resource, current)
+
+    @staticmethod
+    def _check_key(obj: Mapping[str, Any], name: str, namespace: str | None) -> None:
+        meta = obj.get("metadata") or {}
+        if meta.get("name") != name or (meta.get("namespace") or None) != namespace:
+            raise ValueError("create_or_update: mutate must not change the name or namespace")
 
     def close(self) -> None:
         """Close pooled connections (a no-op on a ``with_write_observer`` view)."""
