@@ -2,7 +2,7 @@
 
 The public API is exactly ``__all__``; everything else (modules starting with ``_``) is
 private. Subpackages (``pycontroller.client``, ``.cache``, ``.workqueue``, ``.controller``,
-``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
+``.events``, ``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
 """
 
 from pycontroller._meta import (
@@ -47,6 +47,7 @@ from pycontroller.client import (
     retry_on_conflict,
 )
 from pycontroller.controller import Controller, Manager, Requeue
+from pycontroller.events import EventRecorder
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.workqueue import (
     RateLimitingQueue,
@@ -68,6 +69,7 @@ __all__ = [
     "set_owner_reference",
     "OperationResult",
     "retry_on_conflict",
+    "EventRecorder",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "LEASES",
