@@ -115,6 +115,17 @@ def test_apply_two_managers_conflict_and_force(kube_client: Client,
     assert after["data"] == {"shared": "y", "b": "2"}
 
 
+def test_an_object_read_back_can_be_applied(kube_client: Client,
+                                            kube_namespace: str) -> None:
+    stored = kube_client.apply(CONFIGMAPS, _cm(kube_namespace, {"a": "1"}),
+                               field_manager="m")
+    assert stored["metadata"]["managedFields"]
+    again = kube_client.apply(CONFIGMAPS, {**stored, "data": {"a": "2"}}, field_manager="m")
+    assert again["data"] == {"a": "2"}
+    with pytest.raises(ConflictError):  # its resourceVersion makes the apply conditional
+        kube_client.apply(CONFIGMAPS, {**stored, "data": {"a": "3"}}, field_manager="m")
+
+
 def test_apply_validates_its_arguments(kube_client: Client, kube_namespace: str) -> None:
     with pytest.raises(ValueError, match="field_manager"):
         kube_client.apply(CONFIGMAPS, _cm(kube_namespace, {}), field_manager="")
