@@ -20,6 +20,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from pycontroller import errors
+from pycontroller._util._paths import check_request_path
 from pycontroller.client._errors import api_error
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
@@ -125,6 +126,7 @@ class Client:
     def _send(self, method: str, path: str, *, body: bytes | None = None,
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
+        check_request_path(path)
         try:
             resp = self._pool.request(
                 method, self.host + path, body=body, headers=self._headers(content_type),
@@ -143,7 +145,11 @@ class Client:
                 content_type: str = "application/json") -> Any:
         """Send one request to ``path`` (with query) and return the decoded JSON answer.
 
+        ``path`` must start with ``/`` and have no ``.`` or ``..`` segment; build it with
+        ``Resource.path``, which validates every segment.
+
         Raises:
+            ValueError: ``path`` is not of that form (nothing is sent).
             APIError: a typed subclass for the HTTP status.
             TransportError: no HTTP answer.
         """

@@ -21,6 +21,7 @@ from typing import Any, final
 import orjson
 import structlog
 
+from pycontroller._util._paths import check_path_segment
 from pycontroller.envtest import _http
 from pycontroller.envtest._build import Binaries, build
 from pycontroller.envtest._kwok import Kwok
@@ -224,7 +225,13 @@ class ControlPlane:
 
     def service_account_token(self, namespace: str, name: str, *,
                               expiration_seconds: int = 3600) -> str:
-        """Create the ServiceAccount if missing and issue a token for it (TokenRequest API)."""
+        """Create the ServiceAccount if missing and issue a token for it (TokenRequest API).
+
+        Raises:
+            ValueError: ``namespace`` or ``name`` is not a valid path segment.
+        """
+        check_path_segment("namespace", namespace)
+        check_path_segment("ServiceAccount name", name)
         base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
         resp = self.request("POST", base, {"apiVersion": "v1", "kind": "ServiceAccount",
                                            "metadata": {"name": name}})
@@ -238,7 +245,11 @@ class ControlPlane:
         return str(resp.body["status"]["token"])
 
     def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
-        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` by token."""
+        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` by token.
+
+        Raises:
+            ValueError: ``namespace`` or ``name`` is not a valid path segment.
+        """
         token = self.service_account_token(namespace, name)
         user = f"system:serviceaccount:{namespace}:{name}"
         return self._write_kubeconfig(self.workdir / f"sa-{namespace}-{name}.kubeconfig",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pycontroller._util._paths import check_path_segment
 from pycontroller.envtest._http import Response
 from pycontroller.envtest._process import ManagedProcess
 from pycontroller.errors import ControlPlaneError
@@ -115,7 +116,13 @@ class Kwok(ManagedProcess):
     def restart_container(
         request: Callable[..., Response], namespace: str, pod: str, container: str | None,
     ) -> int:
-        """Patch the pod's status so one container shows one more restart."""
+        """Patch the pod's status so one container shows one more restart.
+
+        Raises:
+            ValueError: ``namespace`` or ``pod`` is not a valid path segment.
+        """
+        check_path_segment("namespace", namespace)
+        check_path_segment("pod name", pod)
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/status"
         for _ in range(5):  # optimistic concurrency: retry on conflict
             resp = request("GET", path)
