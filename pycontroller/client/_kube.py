@@ -40,6 +40,38 @@ _PATCH_TYPES = {
 Params = Mapping[str, str | int | bool | None]
 
 
+class _Credential(str):
+    """A header value that keeps its secret out of ``repr`` (so out of rendered frame locals).
+
+    It is still the real string for the HTTP layer; slices stay redacted too, because
+    traceback renderers truncate long strings by slicing before they ``repr``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+    def __getitem__(self, key: Any) -> str:
+        return _Credential(str.__getitem__(self, key))
+
+
+def _frameless(exc: BaseException) -> BaseException:
+    """Drop the tracebacks of ``exc`` and its chain; return ``exc``.
+
+    A third-party error is translated at this seam; its frames hold request headers and
+    bodies (and, for config loading, kubeconfig credentials), which a traceback renderer
+    showing locals would print. Its type and message stay.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc
+
+
 def _query(params: Params) -> str:
     clean = {k: (str(v).lower() if isinstance(v, bool) else v)
              for k, v in params.items() if v is not None and v != ""}
@@ -67,7 +99,8 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=context, client_configuration=cfg)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
-        raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
+        raise errors.ConfigError(
+            f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
     if not verify_tls:
         cfg.verify_ssl = False
     return Client(cfg, request_timeout=request_timeout)
@@ -118,7 +151,7 @@ class Client:
         headers = {"Accept": "application/json", "User-Agent": "pycontroller/0.1"}
         auth = cfg.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
-            headers["Authorization"] = auth["value"]
+            headers["Authorization"] = _Credential(auth["value"])
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -134,7 +167,7 @@ class Client:
                 preload_content=not stream, retries=False, redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise errors.TransportError(f"{method} {path}: {exc}") from exc
+            raise errors.TransportError(f"{method} {path}: {exc}") from _frameless(exc)
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()
@@ -221,9 +254,10 @@ class Client:
                 yield from resp.stream(65536, decode_content=True)
             except urllib3.exceptions.ReadTimeoutError as exc:
                 raise WatchStalledError(
-                    f"watch {resource}: silent for {inactivity_timeout:.0f}s") from exc
+                    f"watch {resource}: silent for {inactivity_timeout:.0f}s",
+                ) from _frameless(exc)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                raise errors.TransportError(f"watch {resource}: {exc}") from exc
+                raise errors.TransportError(f"watch {resource}: {exc}") from _frameless(exc)
             finally:
                 resp.release_conn()
 
