@@ -15,6 +15,7 @@ from typing import Any, final
 from urllib.parse import urlencode
 
 import orjson
+import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -22,9 +23,11 @@ from kubernetes import config as k8s_config
 from pycontroller import errors
 from pycontroller._util._paths import check_request_path
 from pycontroller.client._errors import api_error
+from pycontroller.client._proxy import choose_proxy
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
 
+_log = structlog.get_logger(__name__)
 _KEEPALIVE = [
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
@@ -56,6 +59,15 @@ class _Credential(str):
         return _Credential(str.__getitem__(self, key))
 
 
+class _UnverifiedHTTPSPool(urllib3.HTTPSConnectionPool):
+    """An HTTPS pool for ``verify_tls=False``: urllib3's checks, minus its per-request warning."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
 def _frameless(exc: BaseException) -> BaseException:
     """Drop the tracebacks of ``exc`` and its chain; return ``exc``.
 
@@ -84,10 +96,12 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
     is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
-    ``verify_tls=False`` turns TLS verification off; nothing else does.
+    ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
+    ``insecure-skip-tls-verify`` does, and only when it pins no certificate authority.
 
     Raises:
-        ConfigError: no usable configuration.
+        ConfigError: no usable configuration, or one with both a certificate authority and
+            ``insecure-skip-tls-verify`` (client-go refuses that too).
     """
     cfg = k8s_client.Configuration()
     try:
@@ -101,6 +115,12 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(
             f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
+    if not cfg.verify_ssl and cfg.ssl_ca_cert:
+        # As client-go: a pinned CA and insecure-skip-tls-verify contradict each other, and
+        # honouring the skip would silently drop the pin.
+        raise errors.ConfigError(
+            "the kubeconfig sets both a certificate authority and insecure-skip-tls-verify; "
+            "remove one (pass verify_tls=False to turn verification off explicitly)")
     if not verify_tls:
         cfg.verify_ssl = False
     return Client(cfg, request_timeout=request_timeout)
@@ -137,12 +157,17 @@ class Client:
             pool_kw["server_hostname"] = cfg.tls_server_name
         if cfg.assert_hostname is not None:
             pool_kw["assert_hostname"] = cfg.assert_hostname
+        proxy = choose_proxy(cfg)
         self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(cfg.proxy, proxy_headers=cfg.proxy_headers, **pool_kw)
-            if cfg.proxy else urllib3.PoolManager(**pool_kw)
+            urllib3.ProxyManager(proxy, proxy_headers=cfg.proxy_headers, **pool_kw)
+            if proxy else urllib3.PoolManager(**pool_kw)
         )
         if not cfg.verify_ssl:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            # Said once here, not by urllib3 on every request; for this pool only, so other
+            # HTTPS clients in the process keep their InsecureRequestWarning.
+            _log.warning("tls_verification_disabled", server=self.host)
+            self._pool.pool_classes_by_scheme = {
+                **self._pool.pool_classes_by_scheme, "https": _UnverifiedHTTPSPool}
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._cfg

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import contextlib
+import json
+import socket
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
+from structlog.testing import capture_logs
 
-from pycontroller import CONFIGMAPS, LEASES, NAMESPACES, SECRETS, Client, Resource
+from pycontroller import CONFIGMAPS, LEASES, NAMESPACES, SECRETS, Client, Resource, connect
 from pycontroller.client import resource_for
+from pycontroller.envtest import ControlPlane
+from pycontroller.errors import ConfigError, TransportError
 from pycontroller.leaderelection import LeaseLock
 
 pytestmark = pytest.mark.integration
@@ -70,3 +81,110 @@ def test_dot_segments_never_reach_the_server(kube_client: Client, kube_namespace
     assert list(kube_client.list_all(LEASES, ns)) == []
     with pytest.raises(ValueError, match="invalid resource"):
         Resource("", "v1", "..", "Nothing")
+
+
+class RecordingProxy:
+    """A loopback 'proxy' that records each request line and refuses it (403)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in head:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    self.seen.append(head.split(b"\r\n", 1)[0].decode())
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
+@pytest.fixture
+def recording_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingProxy]:
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = RecordingProxy()
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    yield proxy
+    proxy.close()
+
+
+def test_https_proxy_is_used_unless_no_proxy_lists_the_server(
+        kube_envtest: ControlPlane, recording_proxy: RecordingProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TransportError):
+        connect(kube_envtest.kubeconfig).list(CONFIGMAPS, "default")
+    assert [line.rsplit(" ", 1)[0] for line in recording_proxy.seen] == [
+        f"CONNECT 127.0.0.1:{kube_envtest.port}"]
+    for no_proxy in ("127.0.0.1", "localhost,127.0.0.0/8", f"127.0.0.1:{kube_envtest.port}",
+                     "*"):
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        client = connect(kube_envtest.kubeconfig)
+        assert client.list(CONFIGMAPS, "default")["kind"] == "ConfigMapList"
+        client.close()
+    assert len(recording_proxy.seen) == 1  # nothing more went through the proxy
+
+
+def _kubeconfig_with(plane: ControlPlane, path: Path, **cluster: object) -> Path:
+    config = json.loads(plane.kubeconfig.read_text())
+    config["clusters"][0]["cluster"].update(cluster)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_pinned_ca_with_insecure_skip_verify_is_refused(kube_envtest: ControlPlane,
+                                                       tmp_path: Path) -> None:
+    config = _kubeconfig_with(kube_envtest, tmp_path / "both.kubeconfig",
+                              **{"insecure-skip-tls-verify": True})
+    with pytest.raises(ConfigError, match="insecure-skip-tls-verify"):
+        connect(config)
+    ca_data = base64.b64encode(Path(json.loads(kube_envtest.kubeconfig.read_text())[
+        "clusters"][0]["cluster"]["certificate-authority"]).read_bytes()).decode()
+    config = json.loads(config.read_text())
+    del config["clusters"][0]["cluster"]["certificate-authority"]
+    config["clusters"][0]["cluster"]["certificate-authority-data"] = ca_data
+    (tmp_path / "data.kubeconfig").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="insecure-skip-tls-verify"):
+        connect(tmp_path / "data.kubeconfig")
+    # Skipping verification alone still works (and so does verify_tls=False with a CA).
+    del config["clusters"][0]["cluster"]["certificate-authority-data"]
+    (tmp_path / "skip.kubeconfig").write_text(json.dumps(config))
+    with capture_logs() as logs:
+        assert connect(tmp_path / "skip.kubeconfig").list(CONFIGMAPS, "default")
+        assert connect(kube_envtest.kubeconfig, verify_tls=False).list(CONFIGMAPS, "default")
+    assert [e["event"] for e in logs].count("tls_verification_disabled") == 2
+
+
+def test_verify_tls_false_does_not_silence_other_clients(kube_envtest: ControlPlane) -> None:
+    filters = list(warnings.filters)
+    client = connect(kube_envtest.kubeconfig, verify_tls=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # our own requests raise no InsecureRequestWarning
+        assert client.list(CONFIGMAPS, "default")["kind"] == "ConfigMapList"
+    assert warnings.filters == filters  # nothing process-wide changed
+    other = urllib3.PoolManager(cert_reqs="CERT_NONE")
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        other.request("GET", f"{kube_envtest.server}/readyz", retries=False)
+    other.clear()
+    client.close()
