@@ -27,6 +27,7 @@ from pycontroller.client._resource import (
 from pycontroller.client._watch import (
     WatchDecodeError,
     WatchEvent,
+    WatchEventTooLargeError,
     WatchStalledError,
     WatchStream,
 )
@@ -36,6 +37,6 @@ __all__ = [
     "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
     "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchStalledError", "WatchStream", "connect",
+    "WatchEvent", "WatchEventTooLargeError", "WatchStalledError", "WatchStream", "connect",
     "has_config", "resource_for",
 ]

@@ -25,7 +25,7 @@ from pycontroller._util._paths import check_request_path
 from pycontroller.client._errors import api_error
 from pycontroller.client._proxy import choose_proxy
 from pycontroller.client._resource import Resource
-from pycontroller.client._watch import WatchStalledError, WatchStream
+from pycontroller.client._watch import MAX_EVENT_BYTES, WatchStalledError, WatchStream
 
 _log = structlog.get_logger(__name__)
 _KEEPALIVE = [
@@ -140,10 +140,17 @@ def has_config() -> bool:
 class Client:
     """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
 
+    ``max_watch_event_bytes`` caps one watch event (one line of the stream); a longer one
+    ends the watch with ``WatchEventTooLargeError``, which makes a reflector relist.
+
     Thread-safety: thread-safe; one connection pool is shared by all threads.
     """
 
-    def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, configuration: Any, *, request_timeout: float = 30.0,
+                 max_watch_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        if max_watch_event_bytes < 1:
+            raise ValueError("max_watch_event_bytes must be positive")
+        self._max_event = max_watch_event_bytes
         cfg = configuration
         self._cfg = cfg
         self.host = str(cfg.host).rstrip("/")
@@ -306,7 +313,7 @@ class Client:
                 with contextlib.suppress(OSError):
                     sock.settimeout(seconds)
 
-        return WatchStream(chunks(), close, set_timeout)
+        return WatchStream(chunks(), close, set_timeout, self._max_event)
 
     # -- writes ------------------------------------------------------------------------
     def create(self, resource: Resource, obj: Mapping[str, Any],

@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 from structlog.testing import capture_logs
 
 from pycontroller import CONFIGMAPS, LEASES, NAMESPACES, SECRETS, Client, Resource, connect
-from pycontroller.client import resource_for
+from pycontroller._util._wait import wait_for
+from pycontroller.cache._shared_informer import SharedIndexInformer
+from pycontroller.client import ListWatch, resource_for
 from pycontroller.envtest import ControlPlane
 from pycontroller.errors import ConfigError, TransportError
 from pycontroller.leaderelection import LeaseLock
@@ -188,3 +192,31 @@ def test_verify_tls_false_does_not_silence_other_clients(kube_envtest: ControlPl
         other.request("GET", f"{kube_envtest.server}/readyz", retries=False)
     other.clear()
     client.close()
+
+
+def test_oversized_watch_event_ends_the_watch_and_relists(
+        kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str) -> None:
+    cfg = k8s_client.Configuration()
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kube_envtest.kubeconfig),
+        client_configuration=cfg)
+    capped = Client(cfg, max_watch_event_bytes=8192)
+    stop = threading.Event()
+    informer = SharedIndexInformer(ListWatch(capped, CONFIGMAPS, kube_namespace),
+                                   expected_kind="ConfigMap", use_watch_list=False)
+    with capture_logs() as logs:
+        informer.start(stop)
+        try:
+            wait_for(informer.has_synced, timeout=30, message="synced")
+            kube_client.create(CONFIGMAPS, {"metadata": {"name": "big"},
+                                            "data": {"blob": "b" * 20_000}}, kube_namespace)
+            # The watch event (> 8 KiB) is refused; the relist (not capped) brings it in.
+            wait_for(lambda: informer.lister.get("big", namespace=kube_namespace),
+                     timeout=60, message="big ConfigMap cached by a relist")
+        finally:
+            stop.set()
+            informer.join(10)
+            capped.close()
+    failures = [e for e in logs if e.get("error_type") == "WatchEventTooLargeError"]
+    assert failures and failures[0]["event"] == "watch_decode_failed"
+    assert sum(e["event"] == "list_completed" for e in logs) >= 2
