@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pycontroller._util._paths import check_path_segment
+from pycontroller.envtest._files import write_file
 from pycontroller.envtest._http import Response
 from pycontroller.envtest._process import ManagedProcess
 from pycontroller.errors import ControlPlaneError
@@ -95,7 +96,7 @@ class Kwok(ManagedProcess):
 
     def __init__(self, binary: Path, kubeconfig: Path, workdir: Path) -> None:
         config = workdir / "kwok-stages.yaml"
-        config.write_text(_STAGES)
+        write_file(config, _STAGES.encode(), 0o644)
         super().__init__("kwok", [
             str(binary), f"--kubeconfig={kubeconfig}", f"--config={config}",
             f"--manage-nodes-with-annotation-selector={MANAGED_ANNOTATION}=fake",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import socket
+import ssl
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +26,7 @@ from pycontroller._util._wait import wait_for
 from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client import ListWatch, resource_for
 from pycontroller.envtest import ControlPlane
+from pycontroller.envtest._http import request as http_request
 from pycontroller.errors import ConfigError, TransportError
 from pycontroller.leaderelection import LeaseLock
 
@@ -220,3 +224,25 @@ def test_oversized_watch_event_ends_the_watch_and_relists(
     failures = [e for e in logs if e.get("error_type") == "WatchEventTooLargeError"]
     assert failures and failures[0]["event"] == "watch_decode_failed"
     assert sum(e["event"] == "list_completed" for e in logs) >= 2
+
+
+def test_etcd_accepts_only_the_apiservers_client_certificate(kube_envtest: ControlPlane) -> None:
+    port = kube_envtest.etcd_port
+    # Plain HTTP: refused (etcd speaks TLS only).
+    with pytest.raises((OSError, http.client.HTTPException)):
+        http_request("127.0.0.1", port, "GET", "/health", timeout=5)
+    pki = kube_envtest.workdir / "pki"
+    etcd_ca = pki / "etcd" / "ca.crt"
+    # TLS without a client certificate, or with one from the main CA (the admin's, any
+    # user's): refused during the handshake.
+    for cert in (None, (pki / "admin.crt", pki / "admin.key")):
+        with pytest.raises((ssl.SSLError, OSError, http.client.HTTPException)):
+            http_request("127.0.0.1", port, "POST", "/v3/kv/range",
+                         body={"key": base64.b64encode(b"/").decode()}, ca=etcd_ca,
+                         cert=cert, timeout=5)
+    # The apiserver's client certificate works (the fault helpers use it).
+    assert kube_envtest.etcd_revision() > 0
+    for key in (pki / "ca.key", pki / "etcd" / "ca.key", pki / "etcd" / "etcd.key",
+                pki / "etcd" / "apiserver-etcd-client.key", kube_envtest.kubeconfig):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE(pki.stat().st_mode) == 0o700
