@@ -19,16 +19,27 @@ import pytest
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from pycontroller import CONFIGMAPS, LEASES, NAMESPACES, SECRETS, Client, Resource, connect
+from pycontroller import (
+    CONFIGMAPS,
+    LEASES,
+    NAMESPACES,
+    SECRETS,
+    Client,
+    LeaderElectionConfig,
+    Manager,
+    Resource,
+    connect,
+)
 from pycontroller._util._wait import wait_for
 from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client import ListWatch, resource_for
 from pycontroller.envtest import ControlPlane
 from pycontroller.envtest._http import request as http_request
 from pycontroller.errors import ConfigError, TransportError
-from pycontroller.leaderelection import LeaseLock
+from pycontroller.leaderelection import LeaseLock, _in_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +257,28 @@ def test_etcd_accepts_only_the_apiservers_client_certificate(kube_envtest: Contr
                 pki / "etcd" / "apiserver-etcd-client.key", kube_envtest.kubeconfig):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE(pki.stat().st_mode) == 0o700
+
+
+def test_lease_goes_to_the_pods_namespace_not_default(
+        kube_client: Client, kube_namespace: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "namespace").write_text(kube_namespace)
+    monkeypatch.setattr(_in_cluster, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "namespace")
+    lease_name = f"sec-{kube_namespace}"
+    manager = Manager(kube_client, registry=CollectorRegistry(), handle_signals=False,
+                      metrics_bind_address=None, health_probe_bind_address=None,
+                      leader_election=LeaderElectionConfig(
+                          lease_duration=3.0, renew_deadline=2.0, retry_period=0.5),
+                      leader_election_id=lease_name)
+    stop = threading.Event()
+    thread = threading.Thread(target=manager.run, args=(stop,), name="pycontroller-test-sec")
+    thread.start()
+    try:
+        wait_for(lambda: manager.ready()[0], timeout=30, message="leads")
+        lease = kube_client.get(LEASES, lease_name, kube_namespace)
+        assert lease["metadata"]["namespace"] == kube_namespace
+        assert not [o for o in kube_client.list_all(LEASES, "default")
+                    if o["metadata"]["name"] == lease_name]
+    finally:
+        stop.set()
+        thread.join(30)
