@@ -32,6 +32,8 @@ from typing import Any, Final, final
 
 import structlog
 
+from pycontroller._util._logging import log_exception
+
 _log = structlog.get_logger(__name__)
 
 # path -> () -> (status, content type, body)
@@ -237,8 +239,9 @@ class ProbeServer:
                 else:
                     try:
                         status, ctype, body = route()
-                    except Exception as exc:  # a probe must answer, not hang
-                        status, ctype, body = 500, "text/plain", f"{exc}\n".encode()
+                    except Exception:  # a probe must answer, not hang; details go to the log
+                        log_exception(_log, "http_route_failed", path=self.path[:200])
+                        status, ctype, body = 500, "text/plain", b"internal error\n"
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -162,3 +162,21 @@ def test_limits_are_validated() -> None:
         Limits(read_header_timeout=0)
     with pytest.raises(ValueError):
         Limits(max_connections=0)
+
+
+def test_a_failing_route_answers_500_without_details(serve: list[ProbeServer]) -> None:
+    def broken() -> tuple[int, str, bytes]:
+        raise RuntimeError("dsn=postgres://user:hunter2@db")
+
+    server = ProbeServer("127.0.0.1:0", {"/metrics": broken})
+    server.start()
+    serve.append(server)
+    with capture_logs() as logs:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+    assert resp.status == 500 and body == b"internal error\n"
+    failed = [e for e in logs if e["event"] == "http_route_failed"]
+    assert failed and failed[0]["error_type"] == "RuntimeError"
