@@ -42,18 +42,25 @@ class WatchEvent:
 def decode_event(line: bytes) -> WatchEvent:
     """Decode one watch line.
 
+    Error messages give the line's length and the parser's complaint, never its bytes:
+    the line may hold a Secret, and the message is logged.
+
     Raises:
         WatchDecodeError: malformed JSON, an unknown type, or no object.
     """
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise WatchDecodeError(f"malformed watch line: {line[:200]!r}") from exc
+        raise WatchDecodeError(f"malformed watch line ({len(line)} bytes): {exc}") from None
     if not isinstance(raw, dict):
-        raise WatchDecodeError(f"watch line is not an object: {line[:200]!r}")
+        raise WatchDecodeError(
+            f"watch line is a JSON {type(raw).__name__}, not an object ({len(line)} bytes)")
     kind, obj = raw.get("type"), raw.get("object")
     if kind not in _TYPES or not isinstance(obj, dict):
-        raise WatchDecodeError(f"not a watch event: {line[:200]!r}")
+        plain = isinstance(kind, str) and kind.isascii() and kind.isupper() and len(kind) < 20
+        shown = repr(kind) if plain else f"<{type(kind).__name__}>"
+        raise WatchDecodeError(f"not a watch event: type {shown}, object "
+                               f"{type(obj).__name__} ({len(line)} bytes)")
     return WatchEvent(kind, obj)
 
 

@@ -44,6 +44,18 @@ def test_decode_event_rejects_malformed_lines(line: bytes) -> None:
         decode_event(line)
 
 
+@pytest.mark.parametrize("line", [
+    b'{"type":"ADDED","object":{"kind":"Secret","data":{"pw":"aHVudGVyMg=="}}',  # truncated
+    b'{"type":"aHVudGVyMg==","object":{"data":{"pw":"aHVudGVyMg=="}}}',
+    b'["aHVudGVyMg=="]',
+])
+def test_decode_errors_do_not_echo_the_line(line: bytes) -> None:
+    # The message is logged by the reflector; the line may be a Secret.
+    with pytest.raises(WatchDecodeError) as info:
+        decode_event(line)
+    assert "aHVudGVyMg" not in str(info.value) and str(len(line)) in str(info.value)
+
+
 def test_stream_close_is_idempotent() -> None:
     closed: list[int] = []
     stream = WatchStream(iter([b'{"type":"BOOKMARK","object":{}}\n']),
