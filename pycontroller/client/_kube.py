@@ -179,7 +179,12 @@ class Client:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._cfg
         if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)
+            try:  # an exec plugin or token file; its frames hold credentials
+                cfg.refresh_api_key_hook(cfg)
+            except Exception as exc:
+                raise errors.ConfigError(
+                    f"refreshing credentials failed: {type(exc).__name__}: {exc}",
+                ) from _frameless(exc)
         headers = {"Accept": "application/json", "User-Agent": "pycontroller/0.1"}
         auth = cfg.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
@@ -215,6 +220,7 @@ class Client:
 
         Raises:
             ValueError: ``path`` is not of that form (nothing is sent).
+            ConfigError: refreshing the credentials (exec plugin, token file) failed.
             APIError: a typed subclass for the HTTP status.
             TransportError: no HTTP answer.
         """

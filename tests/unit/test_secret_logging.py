@@ -18,7 +18,7 @@ from secret_logging import CONFIGS, captured
 from pycontroller import SECRETS, Client
 from pycontroller._util._wait import wait_for
 from pycontroller.cache._shared_informer import SharedIndexInformer
-from pycontroller.errors import TransportError
+from pycontroller.errors import ConfigError, TransportError
 from pycontroller.testing._fake_lister_watcher import FakeListerWatcher
 
 PKG = Path(__file__).resolve().parents[2] / "pycontroller"
@@ -107,3 +107,28 @@ def test_library_never_hands_exc_info_to_structlog() -> None:
                 bad += [f"{path.relative_to(PKG)}:{node.lineno} exc_info="
                         for kw in node.keywords if kw.arg in ("exc_info", "stack_info")]
     assert bad == []
+
+
+@pytest.mark.parametrize("config", ["default-console-rich", "json-dict-tracebacks"])
+def test_failed_credential_refresh_is_a_config_error_without_frames(config: str) -> None:
+    token = _Hidden("tok" + secrets.token_hex(30))
+
+    def refresh(cfg: Any) -> None:
+        previous = f"Bearer {token.value}"  # what a plugin holds when it fails
+        raise RuntimeError(f"exec plugin exited with 1 ({len(previous)})")
+
+    cfg = Configuration(host=f"http://127.0.0.1:{_closed_port()}")
+    cfg.refresh_api_key_hook = refresh  # type: ignore[assignment]
+    client = Client(cfg, request_timeout=2)
+    with captured(config) as out:
+        try:
+            client.get(SECRETS, "db", "ns")
+        except ConfigError as exc:
+            assert exc.__cause__ is not None and exc.__cause__.__traceback__ is None
+            structlog.get_logger("app").exception("request_failed")
+        else:
+            pytest.fail("the refresh failure was not raised as ConfigError")
+        text = out.getvalue()
+    client.close()
+    assert "exec plugin exited" in text
+    assert token.value not in text and token.value[:20] not in text
