@@ -63,3 +63,14 @@ def test_lease_lock_validates_its_segments(offline_client: Client) -> None:
         LeaseLock(offline_client, "ns", "..", "me")
     with pytest.raises(ValueError, match="invalid Lease namespace"):
         LeaseLock(offline_client, "a/b", "lease", "me")
+
+
+def test_list_watch_checks_its_namespace_up_front(offline_client: Client) -> None:
+    from pycontroller import CONFIGMAPS, NODES, ListWatch
+
+    assert ListWatch(offline_client, CONFIGMAPS, "ns").namespace == "ns"
+    assert ListWatch(offline_client, CONFIGMAPS, None).namespace is None
+    with pytest.raises(ValueError, match="invalid namespace"):
+        ListWatch(offline_client, CONFIGMAPS, "..")
+    with pytest.raises(ValueError, match="cluster-scoped"):
+        ListWatch(offline_client, NODES, "ns")
