@@ -24,6 +24,7 @@ from typing import Generic, Protocol, TypeVar, cast, final
 
 import structlog
 
+from pycontroller._util._logging import exception_fields
 from pycontroller.cache._keys import DeletedFinalStateUnknown, ObjectKey, meta_namespace_key
 from pycontroller.cache._store import KeyFunc, KeyListerGetter
 from pycontroller.errors import ShutDownError
@@ -277,7 +278,7 @@ class _FIFOBase(Generic[_T]):
         try:
             return self._transform(obj)
         except Exception as exc:
-            _log.error("transform_failed", error=str(exc), error_type=type(exc).__name__)
+            _log.error("transform_failed", **exception_fields(exc))
             return obj
 
     def _incoming_deletion(
@@ -300,8 +301,7 @@ class _FIFOBase(Generic[_T]):
             try:
                 key = self._key_func(new)
             except Exception as exc:
-                _log.error("fifo_object_dropped", reason="no key", error=str(exc),
-                           error_type=type(exc).__name__)
+                _log.error("fifo_object_dropped", reason="no key", **exception_fields(exc))
                 continue
             result.append((key, new))
         return result

@@ -37,6 +37,7 @@ import structlog
 
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.cache._interrupt import Interrupted, Interrupter
 from pycontroller.cache._listing import list_pages, watch_list
 from pycontroller.cache._reflector_metrics import ReflectorMetrics
@@ -257,7 +258,7 @@ class Reflector:
             try:
                 self._on_watch_error(exc)
             except Exception:
-                self._log.exception("watch_error_handler_failed")
+                log_exception(self._log, "watch_error_handler_failed")
 
     # -- Listing -----------------------------------------------------------------------
     def _list(self, state: Listing, stop: threading.Event) -> State:
@@ -430,7 +431,7 @@ class Reflector:
             elif event.type == "DELETED":
                 self._store.delete(event.object)
         except Exception:
-            self._log.exception("store_update_failed", type=event.type)
+            log_exception(self._log, "store_update_failed", type=event.type)
 
     # -- helper threads ----------------------------------------------------------------
     def _interrupt_on_stop(self, stop: threading.Event) -> None:
@@ -447,4 +448,4 @@ class Reflector:
                 self._store.resync()
                 self._log.debug("resync_queued")
             except Exception:
-                self._log.exception("resync_failed")
+                log_exception(self._log, "resync_failed")

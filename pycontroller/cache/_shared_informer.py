@@ -14,6 +14,7 @@ from typing import Any, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import exception_fields, log_exception
 from pycontroller.cache._fifo import Delta, DeltaType
 from pycontroller.cache._index import NAMESPACE_INDEX, IndexFunc, meta_namespace_index_func
 from pycontroller.cache._keys import DeletedFinalStateUnknown
@@ -320,7 +321,7 @@ class SharedIndexInformer:
             try:
                 self._on_failure(self, failure)
             except Exception:
-                self._log.exception("informer_failure_handler_failed")
+                log_exception(self._log, "informer_failure_handler_failed")
 
     def _halt_on(self, stop: threading.Event) -> None:
         while not stop.wait(0.5):  # wakes at once when stop is set
@@ -333,8 +334,7 @@ class SharedIndexInformer:
         with self._state_lock:
             if self._failure is None:
                 self._failure = exc
-        self._log.error("informer_failed", error=str(exc), error_type=type(exc).__name__,
-                        exc_info=exc)
+        self._log.error("informer_failed", **exception_fields(exc))
         self._halted.set()
 
     def _run_reflector(self) -> None:
@@ -354,7 +354,7 @@ class SharedIndexInformer:
             except ShutDownError:
                 return
             except Exception:
-                self._log.exception("delta_processing_failed")
+                log_exception(self._log, "delta_processing_failed")
             if self._halted.is_set() and self._fifo.is_closed() and len(self._fifo) == 0:
                 return
             self.has_synced()
@@ -379,7 +379,7 @@ class SharedIndexInformer:
                 try:
                     self._apply(delta, is_in_initial_list)
                 except Exception:  # one bad object must not cost the rest of its list
-                    self._log.exception("delta_apply_failed", type=str(delta.type))
+                    log_exception(self._log, "delta_apply_failed", type=str(delta.type))
 
     def _apply(self, delta: Delta[Obj], is_in_initial_list: bool) -> None:
         obj = delta.obj

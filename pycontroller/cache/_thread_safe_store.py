@@ -14,6 +14,7 @@ from typing import Generic, TypeVar, cast, final
 
 import structlog
 
+from pycontroller._util._logging import exception_fields
 from pycontroller.cache._index import IndexFunc, IndexValues, _Indices, compute_index_values
 from pycontroller.cache._keys import DeletedFinalStateUnknown, ObjectKey, meta_namespace_key
 from pycontroller.cache._store import KeyFunc
@@ -258,5 +259,4 @@ def _collect(key: ObjectKey,
 
 def _report(failed: list[tuple[ObjectKey, str, Exception]]) -> None:
     for key, index, exc in failed:
-        _log.error("index_func_failed", key=key, index=index, error=str(exc),
-                   error_type=type(exc).__name__)
+        _log.error("index_func_failed", key=key, index=index, **exception_fields(exc))

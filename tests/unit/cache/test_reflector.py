@@ -590,3 +590,13 @@ def test_failed_replace_after_watch_list_closes_its_stream(lw: FakeListerWatcher
         assert lw.streams[0].closed, "the stream of the failed sync was left open"
     finally:
         _stop_latency(stop, thread)
+
+
+def test_too_large_event_relists(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    # The client's per-event cap surfaces as WatchEventTooLargeError, a WatchDecodeError.
+    from pycontroller.client import WatchEventTooLargeError
+
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.emit(WatchEventTooLargeError("watch event larger than 16 bytes"))
+    wait_for(lambda: len(lists(lw)) == 2, timeout=5)
