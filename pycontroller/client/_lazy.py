@@ -99,7 +99,7 @@ class LazyObject(dict[str, Any]):
         obj = cls()
         raw: dict[str, bytes] = {}
         for key, value in fields.items():
-            data = bytes(value)
+            data = bytes(value)  # a copy: the line or page it came from can be freed
             lazy = (key != "metadata" and data[:1] in _OPEN) if top else key == "managedFields"
             if lazy:
                 raw[key] = data

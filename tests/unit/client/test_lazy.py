@@ -131,3 +131,32 @@ def test_mutation_detector_ignores_reads_and_catches_writes() -> None:
     assert detector.check() == []
     obj["spec"]["nodeName"] = "changed"
     assert detector.check() == ["ns/p"]
+
+
+@pytest.mark.parametrize("meta", [
+    {"name": "a", "managedFields": [{"manager": "m"}], "labels": {"x": "y"}},
+    {"managedFields": [{"manager": "m"}], "name": "a"},
+    {"name": "a", "labels": {"x": "y"}, "managedFields": [{"manager": "m"}]},
+    {"managedFields": [{"manager": "m"}]},
+    {"name": "a", "annotations": {"note": '"managedFields":[{"manager":"m"}]'},
+     "managedFields": [{"manager": "m"}]},
+    {"name": "a"},
+])
+def test_metadata_keeps_managed_fields_raw_wherever_they_are(meta: dict[str, Any]) -> None:
+    obj = lazy({"kind": "Pod", "metadata": meta})
+    decoded = obj["metadata"]
+    if "managedFields" in meta:
+        assert not decoded.is_decoded("managedFields")
+    assert orjson.loads(orjson.dumps(obj)) == {"kind": "Pod", "metadata": meta}
+    assert decoded == meta
+    if "managedFields" in meta:
+        obj = lazy({"kind": "Pod", "metadata": meta})
+        strip_managed_fields(obj)
+        assert obj["metadata"] == {k: v for k, v in meta.items() if k != "managedFields"}
+
+
+def test_pretty_printed_lines_decode_too() -> None:
+    line = json.dumps({"type": "ADDED", "object": POD}, indent=2).encode()
+    event = decode_event(line)
+    assert not event.object["metadata"].is_decoded("managedFields")
+    assert event.object == POD
