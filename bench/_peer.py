@@ -165,6 +165,13 @@ def traffic(out: dict[str, Any], url: str, rec: Recorder, count_objects: Callabl
     out["throughput"] = {"events": count, "complete": ok,
                          "events_per_s": count / max(span, 1e-9),
                          "events_per_cpu_s": count / max(cpu, 1e-9)}
+    if args.relist:
+        relist(out, url, rec, count_objects)
+
+
+def relist(out: dict[str, Any], url: str, rec: Recorder,
+           count_objects: Callable[[], int]) -> None:
+    """Expire every watch (410) and time the relist until every object was updated."""
     with rec.lock:
         before = rec.updates
     n = count_objects()
@@ -393,6 +400,7 @@ def main() -> int:
     parser.add_argument("--phase-seconds", type=float, default=2.0)
     parser.add_argument("--burst", type=int, default=20000)
     parser.add_argument("--queue-items", type=int, default=200000)
+    parser.add_argument("--relist", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     import structlog
 

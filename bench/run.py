@@ -97,6 +97,8 @@ def peer_command(peer: str, *, kubeconfig: str, namespace: str, expect: int, con
               "--queue-items", str(opts.queue_items)]
     if control:
         common += ["--control", control]
+        if expect > opts.relist_max:
+            common.append("--no-relist" if peer not in GO_PEERS else "--relist=false")
     if peer in GO_PEERS:
         assert binary is not None
         return [str(binary), *common, *(["--protobuf"] if peer == "client-go-proto" else [])]
@@ -323,6 +325,8 @@ def run_group(report: dict[str, Any], *, server: str, shape: str, objects: int, 
               peers: list[str], kubeconfig: str, control: str, opts: argparse.Namespace,
               binary: Path | None, reset: Callable[[], None]) -> None:
     """Run every peer ``opts.repeats`` times on one server state; append the group."""
+    if not peers:
+        return
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
     for repeat in range(opts.repeats):
         for peer in rotated(peers, repeat):
@@ -337,13 +341,22 @@ def run_group(report: dict[str, Any], *, server: str, shape: str, objects: int, 
             log(f"{server} {shape} N={objects} {scenario} #{repeat + 1} {peer}: {summary}")
     pod_bytes = len(_replay._Template(0, shape).encode(1000)) if server == "replay" else (
         report.get("apiserver_pod_bytes", 0))
-    report["groups"].append({
+    report.setdefault("groups", []).append({
         "server": server, "shape": shape, "objects": objects, "scenario": scenario,
         "pod_bytes": pod_bytes,
         "peers": {p: {"stats": aggregate(r), "runs": r,
                       "errors": [x["error"] for x in r if "error" in x]}
                   for p, r in runs.items()},
     })
+    save(report, opts)
+
+
+def save(report: dict[str, Any], opts: argparse.Namespace) -> None:
+    """Write what is measured so far (a long run that is cut short keeps its groups)."""
+    if opts.json:
+        opts.json.write_text(json.dumps(report, indent=1) + "\n")
+    if opts.markdown:
+        opts.markdown.write_text(markdown(report) + "\n")
 
 
 def choose_peers(opts: argparse.Namespace, binary: Path | None, *, server: str, objects: int,
@@ -356,7 +369,10 @@ def choose_peers(opts: argparse.Namespace, binary: Path | None, *, server: str, 
             continue
         if p == "client-go-proto" and server == "replay":
             continue
-        if p.startswith("official") and (objects > opts.official_max or scenario != "informer"):
+        if scenario == "reconcile" and objects > opts.reconcile_max:
+            continue
+        if p.startswith("official") and (scenario != "informer" or (
+                server == "replay" and objects > opts.official_max)):
             continue
         peers.append(p)
     return peers
@@ -388,20 +404,33 @@ def run_apiserver(report: dict[str, Any], opts: argparse.Namespace,
                           control="", opts=opts, binary=binary, reset=lambda: None)
 
 
+def replay_plan(opts: argparse.Namespace) -> list[tuple[str, int]]:
+    """(shape, size) pairs: ``--replay SHAPE=SIZES`` if given, else shapes x sizes."""
+    if opts.replay:
+        plan = []
+        for spec in opts.replay:
+            shape, _, sizes = spec.partition("=")
+            if shape not in ("8k", "4k"):
+                raise SystemExit(f"--replay {spec}: the shape must be 8k or 4k")
+            plan += [(shape, int(n)) for n in sizes.split(",") if n]
+        return plan
+    return [(shape, size) for shape in opts.shapes.split(",")
+            for size in sorted(int(n) for n in opts.replay_sizes.split(",") if n)]
+
+
 def run_replay(report: dict[str, Any], opts: argparse.Namespace, binary: Path | None) -> None:
     """One replay server per shape and size."""
-    for shape in opts.shapes.split(","):
-        for size in sorted(int(s) for s in opts.replay_sizes.split(",") if s):
-            started = time.perf_counter()
-            with replay_server(size, shape) as (kubeconfig, state, control):
-                log(f"replay: {size} {shape} pods encoded ({time.perf_counter() - started:.0f}s)")
-                for scenario in ("informer", "reconcile"):
-                    peers = choose_peers(opts, binary, server="replay", objects=size,
-                                         scenario=scenario)
-                    run_group(report, server="replay", shape=shape, objects=size,
-                              scenario=scenario, peers=peers, kubeconfig=kubeconfig,
-                              control=control if scenario == "informer" else "", opts=opts,
-                              binary=binary, reset=state.reset)
+    for shape, size in replay_plan(opts):
+        started = time.perf_counter()
+        with replay_server(size, shape) as (kubeconfig, state, control):
+            log(f"replay: {size} {shape} pods encoded ({time.perf_counter() - started:.0f}s)")
+            for scenario in ("informer", "reconcile"):
+                peers = choose_peers(opts, binary, server="replay", objects=size,
+                                     scenario=scenario)
+                run_group(report, server="replay", shape=shape, objects=size,
+                          scenario=scenario, peers=peers, kubeconfig=kubeconfig,
+                          control=control if scenario == "informer" else "", opts=opts,
+                          binary=binary, reset=state.reset)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -411,10 +440,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="pod counts on the local apiserver ('' to skip it)")
     p.add_argument("--replay-sizes", default="10000", help="pod counts on the replay server")
     p.add_argument("--shapes", default="8k,4k", help="pod shapes on the replay server")
+    p.add_argument("--replay", action="append", metavar="SHAPE=SIZES",
+                   help="replay runs as e.g. 8k=1000,10000 (repeatable; overrides the above)")
+    p.add_argument("--reconcile-max", type=int, default=10000,
+                   help="run the reconcile scenario only up to this many pods")
+    p.add_argument("--relist-max", type=int, default=10000,
+                   help="measure the relist after 410 only up to this many pods")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--peers", default=",".join(ALL_PEERS))
     p.add_argument("--official-max", type=int, default=10000,
-                   help="skip the official client above this many pods (it needs ~1 ms/pod)")
+                   help="on the replay server, skip the official client above this many pods")
     p.add_argument("--rates", default="100,1000,5000")
     p.add_argument("--phase-seconds", type=float, default=2.0)
     p.add_argument("--burst", type=int, default=20000)
@@ -427,6 +462,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="CI smoke: tiny sizes, 1 repeat, replay server only, no build")
     p.add_argument("--json", type=Path, help="write the full report (with every run) here")
     p.add_argument("--markdown", type=Path, help="write the markdown report here")
+    p.add_argument("--from-json", type=Path, nargs="+", metavar="REPORT",
+                   help="run nothing: render the markdown of these reports, merged")
     opts = p.parse_args(argv)
     if opts.quick:
         opts.apiserver_sizes, opts.replay_sizes, opts.shapes = "", "200", "4k"
@@ -436,9 +473,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return opts
 
 
+def render(opts: argparse.Namespace) -> int:
+    """Merge saved reports (same machine and settings) into one markdown file."""
+    reports = [json.loads(path.read_text()) for path in opts.from_json]
+    merged = dict(reports[0])
+    merged["groups"] = [g for r in reports for g in r["groups"]]
+    merged["notes"] = sorted({n for r in reports for n in r.get("notes", [])})
+    merged["command"] = "; ".join(r["command"] for r in reports)
+    merged["started"] = ", ".join(r["started"] for r in reports)
+    text = markdown(merged)
+    if opts.markdown:
+        opts.markdown.write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; write JSON and markdown."""
     opts = parse_args(argv)
+    if opts.from_json:
+        return render(opts)
     binary = clientgo_binary(build=not opts.no_build) if any(
         p in GO_PEERS for p in opts.peers.split(",")) else None
     if binary is None:
@@ -453,15 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if opts.apiserver_sizes:
         run_apiserver(report, opts, binary)
-    if opts.replay_sizes:
+    if opts.replay_sizes or opts.replay:
         run_replay(report, opts, binary)
-    if opts.json:
-        opts.json.write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    if opts.markdown:
-        opts.markdown.write_text(text + "\n")
-    else:
-        print(text)
+    save(report, opts)
+    if not opts.markdown:
+        print(markdown(report))
     return 1 if any(e["errors"] for g in report["groups"] for e in g["peers"].values()) else 0
 
 
