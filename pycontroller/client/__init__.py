@@ -2,6 +2,7 @@
 
 from pycontroller.client._discovery import resource_for
 from pycontroller.client._kube import Client, connect, has_config
+from pycontroller.client._lazy import LazyObject
 from pycontroller.client._list_watch import EventStream, ListerWatcher, ListWatch
 from pycontroller.client._resource import (
     BUILTINS,
@@ -35,7 +36,7 @@ __all__ = [
     "BUILTINS", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
     "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
-    "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
+    "Client", "EventStream", "LazyObject", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
     "WatchEvent", "WatchStalledError", "WatchStream", "connect",
     "has_config", "resource_for",
 ]
