@@ -36,7 +36,7 @@ __all__ = [
     "BUILTINS", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
     "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
-    "Client", "EventStream", "LazyObject", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchStalledError", "WatchStream", "connect",
+    "Client", "EventStream", "LazyObject", "ListWatch", "ListerWatcher", "Resource",
+    "WatchDecodeError", "WatchEvent", "WatchStalledError", "WatchStream", "connect",
     "has_config", "resource_for",
 ]
