@@ -1,7 +1,8 @@
 """Lazily decoded API objects: metadata now, every other nested value on first access.
 
-Data flow: ``WatchStream`` → ``decode_event`` → :func:`loads_event` (one line) →
-``LazyObject`` → FIFO → informer cache → handlers, listers, reconcilers.
+Data flow: ``WatchStream`` → ``decode_event`` → :func:`loads_event` (one line), and
+``Client.list`` → :func:`loads_list` (one page) → ``LazyObject`` → FIFO → informer cache →
+handlers, listers, reconcilers.
 
 Why: a cache of fully decoded JSON holds ~85 gc-tracked containers and ~40 KB per 8 KB pod,
 and the cyclic GC walks all of them repeatedly while the cache grows. A ``LazyObject`` keeps
@@ -31,7 +32,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-__all__ = ["LazyObject", "loads_event"]
+__all__ = ["LazyObject", "loads_event", "loads_list"]
 
 _LOCK: Final = threading.Lock()
 _OPEN: Final = (b"{", b"[")
@@ -72,6 +73,7 @@ class _Event(msgspec.Struct):
 
 _EVENT_DECODER: Final = msgspec.json.Decoder(_Event)
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ITEMS_DECODER: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 
 
 class LazyObject(dict[str, Any]):
@@ -262,3 +264,22 @@ def loads_event(line: bytes) -> Any:
     except msgspec.MsgspecError:
         return orjson.loads(line)
     return {"type": event.type, "object": LazyObject.from_raw(event.object)}
+
+
+def loads_list(data: bytes) -> Any:
+    """Decode a LIST response: its ``items`` as ``LazyObject``s, the rest as usual.
+
+    Anything that is not a JSON object with an array of objects under ``items`` goes
+    through ``orjson.loads`` unchanged (malformed JSON raises ``orjson.JSONDecodeError``).
+    """
+    try:
+        fields = _FIELDS_DECODER.decode(data)
+        raw_items = fields.get("items")
+        items = None if raw_items is None else [
+            LazyObject.from_raw(item) for item in _ITEMS_DECODER.decode(raw_items)]
+    except msgspec.MsgspecError:
+        return orjson.loads(data)
+    page = {key: orjson.loads(bytes(value)) for key, value in fields.items() if key != "items"}
+    if items is not None:
+        page["items"] = items
+    return page

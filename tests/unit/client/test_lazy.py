@@ -15,7 +15,7 @@ import pytest
 
 from pycontroller.cache._mutation_detector import CacheMutationDetector
 from pycontroller.cache._shared_informer import strip_managed_fields
-from pycontroller.client._lazy import LazyObject, loads_event
+from pycontroller.client._lazy import LazyObject, loads_event, loads_list
 from pycontroller.client._watch import WatchDecodeError, decode_event
 
 POD: dict[str, Any] = {
@@ -160,3 +160,17 @@ def test_pretty_printed_lines_decode_too() -> None:
     event = decode_event(line)
     assert not event.object["metadata"].is_decoded("managedFields")
     assert event.object == POD
+
+
+def test_list_pages_decode_items_lazily() -> None:
+    page = {"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "9", "continue": "t"}, "items": [POD, POD]}
+    decoded = loads_list(orjson.dumps(page))
+    assert all(isinstance(item, LazyObject) and not item.is_decoded("spec")
+               for item in decoded["items"])
+    assert decoded == page
+    assert loads_list(b'{"kind":"PodList","items":null}') == {"kind": "PodList", "items": None}
+    assert loads_list(b'{"kind":"Status","code":500}') == {"kind": "Status", "code": 500}
+    assert loads_list(b'{"items":[1]}') == {"items": [1]}
+    with pytest.raises(orjson.JSONDecodeError):
+        loads_list(b"{nope")
