@@ -224,7 +224,8 @@ def run_pycontroller(args: argparse.Namespace) -> dict[str, Any]:
 
     informer.add_event_handler(on_add=lambda obj, initial: rec.add(), on_update=on_update)
     factory.start(stop)
-    if not wait_for_cache_sync(stop, informer.has_synced, timeout=900):
+    # Poll every millisecond (the default 50 ms would blur small syncs).
+    if not wait_for_cache_sync(stop, informer.has_synced, timeout=900, interval=0.001):
         raise SystemExit("pycontroller: cache did not sync")
     out: dict[str, Any] = {}
     n = len(informer.indexer)

@@ -246,7 +246,8 @@ func main() {
 	}
 	stop := make(chan struct{})
 	factory.Start(stop)
-	cache.WaitForCacheSync(stop, pods.HasSynced)
+	// Poll every millisecond: cache.WaitForCacheSync polls every 100 ms, too coarse here.
+	waitFor(pods.HasSynced, 900*time.Second)
 	syncSeconds := time.Since(start).Seconds()
 	out := map[string]any{"objects": len(pods.GetStore().ListKeys()), "sync_s": syncSeconds}
 	if *scenario == "reconcile" {
