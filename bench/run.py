@@ -464,6 +464,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, help="write the markdown report here")
     p.add_argument("--from-json", type=Path, nargs="+", metavar="REPORT",
                    help="run nothing: render the markdown of these reports, merged")
+    p.add_argument("--summary", action="store_true",
+                   help="with --from-json: print only the short README table")
     opts = p.parse_args(argv)
     if opts.quick:
         opts.apiserver_sizes, opts.replay_sizes, opts.shapes = "", "200", "4k"
@@ -471,6 +473,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         opts.phase_seconds, opts.burst, opts.official_burst = 0.3, 500, 200
         opts.queue_items, opts.timeout = 2000, 120.0
     return opts
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The short table for the README: initial sync of each informer group, medians."""
+    lines = ["| server, N pods | peer | sync s | CPU s | steady RSS MiB | KB/pod |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for g in report["groups"]:
+        if g["scenario"] != "informer":
+            continue
+        ref = g["peers"].get(REFERENCE, {}).get("stats") or {}
+        for peer in ALL_PEERS:
+            s = (g["peers"].get(peer) or {}).get("stats") or {}
+            if "sync_s" not in s:
+                continue
+
+            def cell(metric: str, scale: float, s: dict[str, Any] = s,
+                     ref: dict[str, Any] = ref) -> str:
+                value = s[metric]["median"]
+                text = f"{value * scale:.3g}"
+                if ref.get(metric) and ref[metric]["median"] and s is not ref:
+                    text += f" ({value / ref[metric]['median']:.2f}x)"
+                return text
+
+            lines.append(
+                f"| {g['server']} {g['shape']}, {g['objects']:,} | {peer} | {cell('sync_s', 1)} | "
+                f"{cell('cpu_s', 1)} | {cell('steady_rss', 1 / MiB)} | "
+                f"{cell('bytes_per_object', 1 / 1000)} |")
+    return "\n".join(lines)
 
 
 def render(opts: argparse.Namespace) -> int:
@@ -481,6 +511,9 @@ def render(opts: argparse.Namespace) -> int:
     merged["notes"] = sorted({n for r in reports for n in r.get("notes", [])})
     merged["command"] = "; ".join(r["command"] for r in reports)
     merged["started"] = ", ".join(r["started"] for r in reports)
+    if opts.summary:
+        print(summary(merged))
+        return 0
     text = markdown(merged)
     if opts.markdown:
         opts.markdown.write_text(text + "\n")
