@@ -171,7 +171,8 @@ class ReplayState:
             if rate > 0:
                 due = min(count, int((time.monotonic() - start) * rate) + 1)
                 if due <= sent:
-                    time.sleep(min(0.002, (sent + 1 - (time.monotonic() - start) * rate) / rate))
+                    wait = (sent + 1 - (time.monotonic() - start) * rate) / rate
+                    time.sleep(min(0.002, max(0.0, wait)))
                     continue
                 batch = due - sent
             else:
