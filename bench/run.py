@@ -464,6 +464,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, help="write the markdown report here")
     p.add_argument("--from-json", type=Path, nargs="+", metavar="REPORT",
                    help="run nothing: render the markdown of these reports, merged")
+    p.add_argument("--note", action="append", default=[],
+                   help="with --from-json: add a note under the header (repeatable)")
     p.add_argument("--summary", action="store_true",
                    help="with --from-json: print only the short README table")
     opts = p.parse_args(argv)
@@ -508,7 +510,7 @@ def render(opts: argparse.Namespace) -> int:
     reports = [json.loads(path.read_text()) for path in opts.from_json]
     merged = dict(reports[0])
     merged["groups"] = [g for r in reports for g in r["groups"]]
-    merged["notes"] = sorted({n for r in reports for n in r.get("notes", [])})
+    merged["notes"] = sorted({n for r in reports for n in r.get("notes", [])}) + opts.note
     merged["command"] = "; ".join(r["command"] for r in reports)
     merged["started"] = ", ".join(r["started"] for r in reports)
     if opts.summary:
