@@ -463,7 +463,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the full report (with every run) here")
     p.add_argument("--markdown", type=Path, help="write the markdown report here")
     p.add_argument("--from-json", type=Path, nargs="+", metavar="REPORT",
-                   help="run nothing: render the markdown of these reports, merged")
+                   help="run nothing: merge these reports into --markdown (and --json)")
     p.add_argument("--note", action="append", default=[],
                    help="with --from-json: add a note under the header (repeatable)")
     p.add_argument("--summary", action="store_true",
@@ -516,6 +516,8 @@ def render(opts: argparse.Namespace) -> int:
     if opts.summary:
         print(summary(merged))
         return 0
+    if opts.json:
+        opts.json.write_text(json.dumps(merged, indent=1) + "\n")
     text = markdown(merged)
     if opts.markdown:
         opts.markdown.write_text(text + "\n")
