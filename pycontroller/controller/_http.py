@@ -29,7 +29,12 @@ def parse_address(address: str) -> tuple[str, int]:
 
 @final
 class ProbeServer:
-    """Serves fixed routes on one address from a daemon thread. Thread-safe."""
+    """Serves fixed routes on one address from a daemon thread. Thread-safe.
+
+    Raises (on construction):
+        ValueError: ``address`` is not ``host:port``.
+        OSError: it cannot listen there; the message names the address.
+    """
 
     def __init__(self, address: str, routes: dict[str, Route]) -> None:
         host, port = parse_address(address)
@@ -53,7 +58,11 @@ class ProbeServer:
             def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would flood the log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # in use, no permission, a host that does not resolve
+            raise OSError(exc.errno, f"cannot listen on {address}: "
+                                     f"{exc.strerror or exc}") from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"pycontroller-http-{port}")

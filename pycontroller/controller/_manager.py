@@ -173,11 +173,16 @@ class Manager:
         signal.signal(signal.SIGINT, on_signal)
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Run until stopped; return the exit code (see the class docstring)."""
+        """Run until stopped; return the exit code (see the class docstring).
+
+        Raises:
+            OSError: a probe or metrics server cannot listen on its address (the message
+                names it); everything started so far has been stopped.
+        """
         stop = stop or threading.Event()
         self._install_signals(stop)
-        self._start_servers()
         try:
+            self._start_servers()  # OSError (port in use) propagates, after the cleanup
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
