@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
     except OSError as exc:  # a port in use, a host name that does not resolve
         return _fail(exc.strerror or exc)
+    except KeyboardInterrupt:  # Ctrl-C before the Manager handles signals (local start-up)
+        return 130
     finally:
         stop.set()
         if plane is not None:

@@ -17,6 +17,7 @@ when the event it receives is set::
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import random
 import threading
@@ -103,8 +104,9 @@ class LeaderElectionConfig:
 
     def __post_init__(self) -> None:
         for field in ("lease_duration", "renew_deadline", "retry_period"):
-            if not getattr(self, field) > 0:
-                raise ValueError(f"{field} must be > 0, got {getattr(self, field)!r}")
+            value = getattr(self, field)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{field} must be a finite number > 0, got {value!r}")
         if self.lease_duration < 1:
             raise ValueError(f"lease_duration must be >= 1 s (the Lease stores whole seconds), "
                              f"got {self.lease_duration}")

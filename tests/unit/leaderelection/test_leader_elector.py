@@ -44,8 +44,10 @@ def test_config_defaults_match_kubernetes_components() -> None:
     ({"lease_duration": 12.9, "renew_deadline": 10}, r"12 whole s .* 1.2 x renew_deadline"),
     ({"renew_deadline": 2.4, "retry_period": 2}, "renew_deadline .* 1.2 x retry_period"),
     ({"renew_deadline": 2.0, "retry_period": 2}, "renew_deadline .* 1.2 x retry_period"),
-    ({"retry_period": 0}, "retry_period must be > 0"),
-    ({"renew_deadline": -1}, "renew_deadline must be > 0"),
+    ({"retry_period": 0}, "retry_period must be a finite number > 0"),
+    ({"renew_deadline": -1}, "renew_deadline must be a finite number > 0"),
+    ({"lease_duration": float("inf")}, "lease_duration must be a finite number > 0"),
+    ({"renew_deadline": float("nan")}, "renew_deadline must be a finite number > 0"),
     ({"lease_duration": 0.9, "renew_deadline": 0.5, "retry_period": 0.1}, ">= 1 s"),
 ])
 def test_config_rejects_unsafe_timings(kwargs: dict[str, float], message: str) -> None:
