@@ -207,7 +207,10 @@ class Manager:
     def _stand_for_election(self, stop: threading.Event) -> None:
         assert self._election is not None
         namespace, name = self._lease
-        lock = LeaseLock(self._client, namespace, name, self._identity)
+        # One hung request must not eat the renew window (client-go does the same).
+        lock_client = self._client.with_request_timeout(
+            max(1.0, self._election.renew_deadline / 2))
+        lock = LeaseLock(lock_client, namespace, name, self._identity)
 
         def on_started(leading: threading.Event) -> None:
             self._log.info("leading_started", identity=self._identity)
