@@ -1,14 +1,17 @@
-"""pod-logger's command line: bad input gets one clear line on stderr and a non-zero exit.
+"""The examples' command lines (pod-logger, configmap-stamper): bad input gets one clear
+line on stderr and a non-zero exit.
 
 Each case runs the program as a user would (a subprocess); none may print a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, free_port
@@ -94,3 +97,23 @@ def test_zero_bind_address_turns_the_server_off(
     assert proc.returncode == 0, proc.stderr
     assert '"controllers_started"' in proc.stdout
     assert '"http_server_started"' not in proc.stdout
+
+
+def test_malformed_kubeconfig_gets_one_line_and_exit_1(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("this: is: not: a kubeconfig\n")
+    proc = pod_logger("--kubeconfig", str(kubeconfig))
+    assert proc.returncode == 1
+    assert "no usable Kubernetes configuration" in one_line(proc)
+
+
+def test_configmap_stamper_without_a_cluster_gets_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.configmap_stamper"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=False, env={**env, "HOME": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configmap-stamper: no usable"), lines
