@@ -25,6 +25,7 @@ from pycontroller.errors import ShutDownError
 from pycontroller.workqueue import RateLimiter, RateLimitingQueue
 
 _log = structlog.get_logger(__name__)
+_STOP_POLL = 0.1  # seconds a worker waits for a key before it looks at its stop event again
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,13 @@ class Controller:
 
     # -- workers -----------------------------------------------------------------------
     def start(self, stop: threading.Event) -> None:
-        """Start ``workers`` worker threads."""
+        """Start ``workers`` worker threads; they take no new key once ``stop`` is set.
+
+        Setting ``stop`` has the effect of ``stop(grace_period=0)`` on the workers: a key
+        already handed out is not reconciled, a running reconcile finishes, and each
+        worker ends within ``_STOP_POLL`` seconds. The queue itself is shut down by
+        ``stop()``.
+        """
         for i in range(max(1, self.workers)):
             thread = threading.Thread(target=self._worker, args=(stop,), daemon=True,
                                       name=f"pycontroller-worker-{self.name}-{i}")
@@ -175,12 +182,15 @@ class Controller:
     def _worker(self, stop: threading.Event) -> None:
         me = threading.current_thread().name
         queue = self.queue
-        while not self._stopping.is_set():
+        while not self._halted(stop):
             try:
-                key = queue.get()
+                # Bounded wait: the caller's event has no way to wake a blocked get().
+                key = queue.get(timeout=_STOP_POLL)
             except ShutDownError:
                 return
-            if self._stopping.is_set():
+            if key is None:
+                continue
+            if self._halted(stop):
                 queue.done(key)
                 return
             with self._busy_lock:
@@ -191,6 +201,12 @@ class Controller:
                 with self._busy_lock:
                     self._busy.pop(me, None)
                 queue.done(key)
+
+    def _halted(self, stop: threading.Event) -> bool:
+        """Whether workers must stop taking keys: ``stop()`` was called or ``stop`` is set."""
+        if stop.is_set():
+            self._stopping.set()  # an intended exit: /healthz does not report dead workers
+        return self._stopping.is_set()
 
     def _process(self, queue: RateLimitingQueue[str], key: str) -> None:
         started = time.monotonic()

@@ -56,8 +56,11 @@ class Manager:
     ``leader_election_namespace``: by default the Pod's own namespace, read from its
     service-account mount; outside a Pod it must be given), every replica fills
     its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
-    have synced and the replica leads. A leader that loses its Lease stops its
-    workers and ``run()`` returns 1, so the Pod restarts and stands for election again.
+    have synced and the replica leads. A leader that loses its Lease hands out no further
+    key from that instant (the workers run with the elector's leading event) and ``run()``
+    returns 1 at once, without the grace period: running reconciles are abandoned, not
+    awaited (as controller-runtime does), so exit the process and let the Pod restart and
+    stand for election again.
 
     Thread-safety: configure (``add``) from one thread before ``run``; ``ready``/``healthy``
     may be called from any thread.
@@ -189,12 +192,17 @@ class Manager:
         signal.signal(signal.SIGINT, on_signal)
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Run until stopped; return the exit code (see the class docstring)."""
+        """Run until stopped; return the exit code (see the class docstring).
+
+        Raises:
+            OSError: a probe or metrics server cannot listen on its address (the message
+                names it); everything started so far has been stopped.
+        """
         stop = stop or threading.Event()
         self._run_stop = stop
         self._install_signals(stop)
-        self._start_servers()
         try:
+            self._start_servers()  # OSError (port in use) propagates, after the cleanup
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
@@ -228,15 +236,23 @@ class Manager:
     def _stand_for_election(self, stop: threading.Event) -> None:
         assert self._election is not None
         namespace, name = self._lease
-        lock = LeaseLock(self._client, namespace, name, self._identity)
+        # One hung request must not eat the renew window (client-go does the same).
+        lock_client = self._client.with_request_timeout(
+            max(1.0, self._election.renew_deadline / 2))
+        lock = LeaseLock(lock_client, namespace, name, self._identity)
 
         def on_started(leading: threading.Event) -> None:
             self._log.info("leading_started", identity=self._identity)
-            self._start_controllers(stop)
+            # The elector sets ``leading`` the moment it steps down: no key after that.
+            self._start_controllers(leading)
 
         def on_stopped() -> None:
             if not stop.is_set() and self._started.is_set():
-                self._lost_leadership.set()  # lost, not asked to stop: exit 1 and restart
+                # Lost, not asked to stop: refuse every key now, exit 1 without the grace.
+                self._log.error("leader_election_lost", identity=self._identity)
+                self._lost_leadership.set()
+                for controller in self._controllers:
+                    controller.stop(0.0)
                 stop.set()
 
         elector = LeaderElector(lock, self._election, on_started_leading=on_started,
@@ -261,13 +277,17 @@ class Manager:
             "(check RBAC list/watch permissions and the API server)")
 
     def _shutdown(self) -> None:
-        self._log.info("shutdown_started", grace_period=self._grace)
+        lost = self._lost_leadership.is_set()
+        grace = 0.0 if lost else self._grace  # another replica may already be working
+        self._log.info("shutdown_started", grace_period=grace)
         for controller in self._controllers:
-            if not controller.stop(self._grace):
+            if not controller.stop(grace) and not lost:
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
-            self._elector_thread.join(30.0)
+            # After a loss the elector has already stepped down; it may still wait for a
+            # hung request (bounded by the client's timeout), which must not delay the exit.
+            self._elector_thread.join(1.0 if lost else 30.0)
         self.factory.shutdown(10.0)
         for server in self._servers.values():
             server.stop()
