@@ -109,7 +109,7 @@ def _kind_cluster() -> Iterator[ExternalCluster]:
     try:
         from pytest_kind import KindCluster  # noqa: PLC0415 - optional dependency
     except ImportError:
-        pytest.skip("--kube-backend=kind needs 'pip install pycontroller[kind]'")
+        pytest.skip("--kube-backend=kind needs 'pip install pycontroller-kube[kind]'")
     cluster = KindCluster(f"pycontroller-{uuid.uuid4().hex[:6]}")
     cluster.create()
     try:
