@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, final
 import orjson
 import structlog
 
-from pycontroller.envtest import _http
+from pycontroller.envtest import _crds, _http
 from pycontroller.envtest._build import Binaries, build
 from pycontroller.envtest._kwok import Kwok
 from pycontroller.envtest._process import ManagedProcess
@@ -319,6 +319,25 @@ class ControlPlane:
         """SIGCONT the apiserver after ``pause()``."""
         if self._apiserver is not None:
             self._apiserver.signal(signal.SIGCONT)
+
+    # -- CRDs --------------------------------------------------------------------------
+    def install_crds(self, crds: _crds.CRDSource, *, timeout: float = 60.0,
+                     ) -> list[dict[str, Any]]:
+        """Create (or replace) CRDs; return once each is established and discoverable.
+
+        ``crds`` is a YAML/JSON file, a directory of them (``.yaml``/``.yml``/``.json``,
+        not recursive; documents that are not CRDs are skipped, as envtest's
+        ``CRDDirectoryPaths`` does), or CRD manifests. On return every served version of
+        every CRD is listed by discovery, so ``resource_for`` and informers work at once.
+        Returns the manifests installed.
+
+        Raises:
+            ControlPlaneError: no CRD found, one was refused, or not ready within
+                ``timeout`` seconds.
+        """
+        if self._ca is None:
+            raise ControlPlaneError("the control plane is not started")
+        return _crds.install_crds(self.request, crds, timeout)
 
     # -- kwok --------------------------------------------------------------------------
     def create_node(self, name: str) -> None:

@@ -109,7 +109,8 @@ def test_pytest_plugin_fixtures_load(venv: Path, tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
     out = run([str(venv / "bin" / "python"), "-m", "pytest", "--fixtures", "-q"],
               cwd=tmp_path).stdout
-    for fixture in ("kube_control_plane", "kube_envtest", "kube_client", "kube_namespace"):
+    for fixture in ("kube_control_plane", "kube_envtest", "kube_client", "kube_namespace",
+                    "kube_manager", "kube_fake_clock"):
         assert fixture in out, f"{fixture} missing from:\n{out}"
 
 
