@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import ssl
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, final
 from urllib.parse import urlencode
@@ -19,6 +20,8 @@ import urllib3
 
 from pycontroller import errors
 from pycontroller.client._errors import api_error
+from pycontroller.client._ratelimit import TokenBucket
+from pycontroller.client._request_metrics import RequestMetricsProvider
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
 
@@ -44,12 +47,18 @@ def _query(params: Params) -> str:
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None,
-            verify_tls: bool = True, request_timeout: float = 30.0) -> Client:
+            verify_tls: bool = True, request_timeout: float = 30.0,
+            qps: float | None = None, burst: int | None = None,
+            metrics: RequestMetricsProvider | None = None) -> Client:
     """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
     is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
     ``verify_tls=False`` turns TLS verification off; nothing else does.
+
+    ``qps``/``burst`` turn on client-side rate limiting (off by default, as in
+    controller-runtime; ``burst`` defaults to ``max(1, 1.5 * qps)``). ``metrics`` records
+    ``rest_client_*`` metrics (a ``Manager`` supplies its own if none is set).
 
     Raises:
         ConfigError: no usable configuration.
@@ -72,7 +81,7 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
         raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
     if not verify_tls:
         cfg.verify_ssl = False
-    return Client(cfg, request_timeout=request_timeout)
+    return Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst, metrics=metrics)
 
 
 def has_config() -> bool:
@@ -89,14 +98,23 @@ def has_config() -> bool:
 class Client:
     """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
 
+    ``metrics`` (a ``RequestMetricsProvider`` or ``None``) receives one observation per
+    request; a ``Manager`` sets it to its own provider when it is ``None``.
+
     Thread-safety: thread-safe; one connection pool is shared by all threads.
     """
 
-    def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, configuration: Any, *, request_timeout: float = 30.0,
+                 qps: float | None = None, burst: int | None = None,
+                 metrics: RequestMetricsProvider | None = None) -> None:
         cfg = configuration
         self._cfg = cfg
         self.host = str(cfg.host).rstrip("/")
         self._timeout = request_timeout
+        self._limiter = (TokenBucket(qps, burst or max(1, int(qps * 1.5)))
+                         if qps is not None else None)
+        self.metrics = metrics
+        self._metrics_host = urllib3.util.parse_url(self.host).netloc or self.host
         pool_kw: dict[str, Any] = {
             "num_pools": 4, "maxsize": 16, "socket_options": _KEEPALIVE,
             "cert_reqs": ssl.CERT_REQUIRED if cfg.verify_ssl else ssl.CERT_NONE,
@@ -128,6 +146,12 @@ class Client:
     def _send(self, method: str, path: str, *, body: bytes | None = None,
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
+        metrics = self.metrics
+        if self._limiter is not None:
+            waited = self._limiter.acquire(method)
+            if metrics is not None:
+                metrics.observe_rate_limiter_wait(method, self._metrics_host, waited)
+        started = time.monotonic()
         try:
             resp = self._pool.request(
                 method, self.host + path, body=body, headers=self._headers(content_type),
@@ -135,7 +159,13 @@ class Client:
                 preload_content=not stream, retries=False, redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
+            if metrics is not None:
+                metrics.observe_request(method, self._metrics_host, "<error>",
+                                        time.monotonic() - started)
             raise errors.TransportError(f"{method} {path}: {exc}") from exc
+        if metrics is not None:
+            metrics.observe_request(method, self._metrics_host, str(resp.status),
+                                    time.monotonic() - started)
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()

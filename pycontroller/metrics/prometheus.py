@@ -181,6 +181,36 @@ class _ControllerFamilies:
         )
 
 
+# client-go's rest_client_* families (k8s.io/client-go/tools/metrics, registered by
+# component-base), with its request-latency buckets.
+_REQUEST_SECONDS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _RestClientFamilies:
+    requests: _PromCounter
+    latency: _PromHistogram
+    rate_limiter: _PromHistogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _RestClientFamilies:
+        return cls(
+            requests=_PromCounter(
+                "rest_client_requests_total",
+                "Number of HTTP requests, partitioned by status code, method, and host.",
+                ("code", "method", "host"), registry=registry),
+            latency=_PromHistogram(
+                "rest_client_request_duration_seconds",
+                "Request latency in seconds. Broken down by verb, and host.",
+                ("verb", "host"), registry=registry, buckets=_REQUEST_SECONDS),
+            rate_limiter=_PromHistogram(
+                "rest_client_rate_limiter_duration_seconds",
+                "Client side rate limiter latency in seconds. Broken down by verb, and host.",
+                ("verb", "host"), registry=registry, buckets=_REQUEST_SECONDS),
+        )
+
+
 F = TypeVar("F")
 
 _families_lock = threading.Lock()
@@ -211,7 +241,8 @@ def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
 class PrometheusMetricsProvider:
     """Records component metrics in a ``prometheus_client`` registry.
 
-    Implements the work queue, reflector and controller provider protocols. Each group of
+    Implements the work queue, reflector, controller and client request provider
+    protocols. Each group of
     families is registered in ``registry`` on first use (once per registry, whichever
     provider instance asks first); registering fails with ``ValueError`` if a collector
     outside pycontroller already owns one of the names. Two queues with the same ``name``
@@ -336,3 +367,16 @@ class PrometheusMetricsProvider:
     def new_reconcile_time_metric(self, controller: str) -> Histogram:
         """Return the ``controller_runtime_reconcile_time_seconds`` child."""
         return self._ctl().reconcile_time.labels(controller)
+
+    # -- client request metrics (pycontroller.client RequestMetricsProvider) -------------
+
+    def observe_request(self, method: str, host: str, code: str, seconds: float) -> None:
+        """Count a request in ``rest_client_requests_total`` and time it."""
+        families = _families_for(self._registry, _RestClientFamilies.register)
+        families.requests.labels(code, method, host).inc()
+        families.latency.labels(method, host).observe(seconds)
+
+    def observe_rate_limiter_wait(self, method: str, host: str, seconds: float) -> None:
+        """Record a wait in ``rest_client_rate_limiter_duration_seconds``."""
+        families = _families_for(self._registry, _RestClientFamilies.register)
+        families.rate_limiter.labels(method, host).observe(seconds)
