@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, final
@@ -53,7 +54,10 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
-    is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
+    is used. Exec plugin tokens and token files are refreshed by the ``kubernetes``
+    package; client certificates from an exec plugin are re-issued (by running the plugin
+    again) once the credential's ``expirationTimestamp`` passes, and new connections use
+    them.
     ``verify_tls=False`` turns TLS verification off; nothing else does.
 
     ``qps``/``burst`` turn on client-side rate limiting (off by default, as in
@@ -69,19 +73,64 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     from kubernetes import config as k8s_config  # noqa: PLC0415
 
     cfg = k8s_client.Configuration()
+    reload: _ExecCertificateReload | None = None
     try:
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ \
                 and not os.environ.get("KUBECONFIG"):
             k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
-                config_file=path, context=context, client_configuration=cfg)
+            expiry = _load_kubeconfig(path, context, cfg)
+            if expiry is not None:  # client certificates from an exec plugin that expire
+                reload = _ExecCertificateReload(path, context, expiry, verify_tls)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
     if not verify_tls:
         cfg.verify_ssl = False
-    return Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst, metrics=metrics)
+    return Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst, metrics=metrics,
+                  reload=reload)
+
+
+def _load_kubeconfig(path: str | None, context: str | None, cfg: Any) -> float | None:
+    """Load a kubeconfig into ``cfg`` (as ``load_kube_config`` does); return the expiry
+    (Unix time) of client certificates an exec plugin issued, or None.
+
+    The ``kubernetes`` package refreshes exec *tokens* itself (its refresh hook), but not
+    exec client certificates; ``_ExecCertificateReload`` does that.
+    """
+    from kubernetes.config import kube_config  # noqa: PLC0415
+
+    loader = kube_config._get_kube_config_loader(  # one loader, so its exec result is ours
+        filename=path if path is not None else kube_config.KUBE_CONFIG_DEFAULT_LOCATION,
+        active_context=context, persist_config=True)
+    loader.load_and_set(cfg)
+    fields = vars(loader)
+    expiry = fields.get("expiry")
+    if "token" in fields or not cfg.cert_file or expiry is None:
+        return None
+    return float(expiry.timestamp())
+
+
+class _ExecCertificateReload:
+    """Re-runs the exec plugin once its client certificate expired (≙ client-go's exec
+    authenticator, which re-runs the plugin when the cached credential has expired)."""
+
+    def __init__(self, path: str | None, context: str | None, expiry: float,
+                 verify_tls: bool) -> None:
+        self._path, self._context, self._verify = path, context, verify_tls
+        self.expiry = expiry
+
+    def __call__(self) -> Any:
+        """A fresh configuration with the plugin's new certificate; updates ``expiry``."""
+        from kubernetes import client as k8s_client  # noqa: PLC0415
+
+        cfg = k8s_client.Configuration()
+        expiry = _load_kubeconfig(self._path, self._context, cfg)
+        if not self._verify:
+            cfg.verify_ssl = False
+        # A plugin that stops sending an expiry is not asked again.
+        self.expiry = expiry if expiry is not None else float("inf")
+        return cfg
 
 
 def has_config() -> bool:
@@ -106,9 +155,12 @@ class Client:
 
     def __init__(self, configuration: Any, *, request_timeout: float = 30.0,
                  qps: float | None = None, burst: int | None = None,
-                 metrics: RequestMetricsProvider | None = None) -> None:
+                 metrics: RequestMetricsProvider | None = None,
+                 reload: _ExecCertificateReload | None = None) -> None:
         cfg = configuration
         self._cfg = cfg
+        self._reload = reload
+        self._reload_lock = threading.Lock()
         self.host = str(cfg.host).rstrip("/")
         self._timeout = request_timeout
         self._limiter = (TokenBucket(qps, burst or max(1, int(qps * 1.5)))
@@ -146,6 +198,8 @@ class Client:
     def _send(self, method: str, path: str, *, body: bytes | None = None,
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
+        if self._reload is not None and time.time() >= self._reload.expiry:
+            self._rotate_credentials()
         metrics = self.metrics
         if self._limiter is not None:
             waited = self._limiter.acquire(method)
@@ -171,6 +225,22 @@ class Client:
             resp.release_conn()
             raise api_error(resp.status, data, resp.headers.get("Retry-After"))
         return resp
+
+    def _rotate_credentials(self) -> None:
+        """Swap in the exec plugin's new client certificate: new pool, old one closed."""
+        assert self._reload is not None
+        with self._reload_lock:
+            if time.time() < self._reload.expiry:
+                return  # another thread rotated first
+            try:
+                cfg = self._reload()
+            except Exception as exc:  # the plugin failed; keep the old credentials
+                self._reload.expiry = time.time() + 10.0  # and retry shortly
+                raise errors.ConfigError(f"exec plugin credential refresh failed: {exc}") \
+                    from exc
+            fresh = Client(cfg, request_timeout=self._timeout)  # the same TLS/pool setup
+            old, self._pool, self._cfg = self._pool, fresh._pool, cfg
+            old.clear()
 
     def request(self, method: str, path: str, *, body: Any = None,
                 content_type: str = "application/json") -> Any:
