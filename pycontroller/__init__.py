@@ -2,10 +2,22 @@
 
 The public API is exactly ``__all__``; everything else (modules starting with ``_``) is
 private. Subpackages (``pycontroller.client``, ``.cache``, ``.workqueue``, ``.controller``,
-``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
+``.events``, ``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
 """
 
-
+from pycontroller._meta import (
+    ConditionStatus,
+    add_finalizer,
+    controller_owner,
+    get_condition,
+    has_finalizer,
+    is_condition_true,
+    remove_condition,
+    remove_finalizer,
+    set_condition,
+    set_controller_reference,
+    set_owner_reference,
+)
 from pycontroller.cache import (
     DeletedFinalStateUnknown,
     Lister,
@@ -27,12 +39,15 @@ from pycontroller.client import (
     SERVICES,
     Client,
     ListWatch,
+    OperationResult,
     Resource,
     connect,
     has_config,
     resource_for,
+    retry_on_conflict,
 )
 from pycontroller.controller import Controller, Manager, Requeue
+from pycontroller.events import EventRecorder
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.workqueue import (
     RateLimitingQueue,
@@ -41,6 +56,20 @@ from pycontroller.workqueue import (
 )
 
 __all__ = [
+    "ConditionStatus",
+    "add_finalizer",
+    "controller_owner",
+    "get_condition",
+    "has_finalizer",
+    "is_condition_true",
+    "remove_condition",
+    "remove_finalizer",
+    "set_condition",
+    "set_controller_reference",
+    "set_owner_reference",
+    "OperationResult",
+    "retry_on_conflict",
+    "EventRecorder",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "LEASES",
