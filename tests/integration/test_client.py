@@ -124,6 +124,8 @@ def test_exec_plugin_client_certificates_are_reissued_when_they_expire(
         "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
         "args": [str(plugin)], "interactiveMode": "Never"}})
     with connect(config) as client:
+        view = client.with_write_observer(lambda write: None)  # shares the credentials
         assert whoami(client) == "alice"
         serve("bob")
-        wait_for(lambda: whoami(client) == "bob", 30, message="the rotated certificate")
+        wait_for(lambda: whoami(view) == "bob", 30, message="the rotated certificate")
+        assert whoami(client) == "bob"  # rotated through the view, adopted by the client
