@@ -15,6 +15,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from pycontroller._util._paths import path_segment_problems
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import BUILTINS, Resource
 from pycontroller.errors import NotFoundError
@@ -57,7 +58,9 @@ class _Discovery:
         entries = []
         for item in doc.get("resources") or []:
             name = str(item.get("name", ""))
-            if not name or "/" in name:  # subresources (pods/status) are not resources
+            # "pods/status" is a subresource; a name that is no valid path segment (from a
+            # misbehaving server) never becomes part of a URL.
+            if not name or path_segment_problems(name):
                 continue
             entries.append(_Entry(
                 Resource(group, version, name, str(item.get("kind", "")),
@@ -176,7 +179,7 @@ def resource_for(client: Client, api_version_or_name: str, kind: str | None = No
 
     Raises:
         NotFoundError: nothing served matches.
-        ValueError: a malformed apiVersion.
+        ValueError: a malformed apiVersion (nothing is sent).
     """
     if kind is None:
         return _resolve_name(client, api_version_or_name)
