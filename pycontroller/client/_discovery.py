@@ -15,7 +15,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from pycontroller._util._paths import path_segment_problems
+from pycontroller._util._paths import check_path_segment, path_segment_problems
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import BUILTINS, Resource
 from pycontroller.errors import NotFoundError
@@ -36,6 +36,9 @@ class _Entry:
 
 def _split_api_version(api_version: str) -> tuple[str, str]:
     group, _, version = api_version.rpartition("/")
+    if group:
+        check_path_segment("group", group)
+    check_path_segment("version", version)
     if not _VERSION.match(version) or (group and not _GROUP.match(group)):
         raise ValueError(f"invalid apiVersion {api_version!r}")
     return group, version

@@ -57,7 +57,7 @@ def test_unknown_names_and_bad_versions_are_refused(kube_client: Client) -> None
         resource_for(kube_client, "nosuchthing")
     with pytest.raises(NotFoundError):
         resource_for(kube_client, "example.invalid/v1", "Nothing")
-    with pytest.raises(ValueError, match="invalid apiVersion"):
+    with pytest.raises(ValueError, match="invalid group"):
         resource_for(kube_client, "../../api/v1", "Pod")
 
 
