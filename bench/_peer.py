@@ -299,7 +299,7 @@ def _official_api(kubeconfig: str) -> Any:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    return k8s.CoreV1Api(k8s_config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call]
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _sent(obj: Any) -> str | None:
@@ -313,7 +313,7 @@ def run_official_informer(args: argparse.Namespace) -> dict[str, Any]:
     api = _official_api(args.kubeconfig)
     rec = Recorder()
     started, cpu0, baseline = begin()
-    informer: Any = SharedInformer(  # type: ignore[no-untyped-call]
+    informer: Any = SharedInformer(  # type: ignore[no-untyped-call, unused-ignore]
         api.list_namespaced_pod, namespace=args.namespace)
     informer.add_event_handler(ADDED, lambda obj: rec.add())
     informer.add_event_handler(MODIFIED, lambda obj: rec.update(_sent(obj)))
@@ -353,7 +353,7 @@ def run_official_watch(args: argparse.Namespace) -> dict[str, Any]:
         rv = relist()
         synced.set()
         while not stop.is_set():
-            w: Any = watch.Watch()  # type: ignore[no-untyped-call]
+            w: Any = watch.Watch()  # type: ignore[no-untyped-call, unused-ignore]
             try:
                 for event in w.stream(api.list_namespaced_pod, args.namespace,
                                       resource_version=rv, allow_watch_bookmarks=True):
@@ -403,9 +403,10 @@ def main() -> int:
     parser.add_argument("--queue-items", type=int, default=200000)
     parser.add_argument("--relist", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
-    import structlog
+    if args.peer == "pycontroller":  # the official peers run in a venv of their own
+        import structlog
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     if args.scenario == "reconcile":
         if args.peer != "pycontroller":
             raise SystemExit(f"{args.peer} has no controller runtime")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from examples.configmap_stamper.controller import ConfigMapStamper
-from examples.pod_logger.__main__ import configure_logging
 from pycontroller import Manager, connect
 from pycontroller.errors import Error
+
+from ..pod_logger.__main__ import configure_logging
+from .controller import ConfigMapStamper
 
 
 def main() -> int:

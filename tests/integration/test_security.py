@@ -212,7 +212,7 @@ def test_verify_tls_false_does_not_silence_other_clients(kube_envtest: ControlPl
 def test_oversized_watch_event_ends_the_watch_and_relists(
         kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str) -> None:
     cfg = k8s_client.Configuration()
-    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
         config_file=str(kube_envtest.kubeconfig),
         client_configuration=cfg)
     capped = Client(cfg, max_watch_event_bytes=8192)

@@ -8,8 +8,9 @@ How to write a block that passes (docs added later are discovered automatically)
   parameters (``def main(client: Client) -> None:``) rather than naming undefined globals;
 * a block whose first line is ``# some/path.py`` is that file of a small project built
   per Markdown file, so a later block of the same file can import it
-  (``from myproject.stamper import ...``);
-* ```` ```python run ```` also runs the block (with the files named so far next to it)
+  (``from myproject.stamper import ...``); the tutorial's named files
+  (``docs/tutorial.md``) are there for every doc, so a guide can import its controller;
+* ```` ```python {.run} ```` also runs the block (with the files named so far next to it)
   and needs no cluster: use it for what can be shown without one.
 """
 
@@ -28,6 +29,7 @@ from mypy import api as mypy_api
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+TUTORIAL = ROOT / "docs" / "tutorial.md"
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _NAMED = re.compile(r"^#\s*(?P<path>[\w][\w./-]*\.py)\s*$")
 _MYPY_LINE = re.compile(r"^(?P<file>[^:\n]+\.py):(?P<line>\d+): (?P<rest>.*)$")
@@ -77,7 +79,7 @@ def python_blocks(doc: Path) -> list[Block]:
         if words and words[0] in ("python", "py"):
             named = _NAMED.match(body[0]) if body else None
             path = named["path"] if named else f"doc_block_line_{start}.py"
-            found.append(Block(doc, start, "\n".join(body) + "\n", "run" in words[1:], path))
+            found.append(Block(doc, start, "\n".join(body) + "\n", "{.run}" in words[1:], path))
     return found
 
 
@@ -98,6 +100,15 @@ def private_imports(block: Block) -> list[str]:
     return bad
 
 
+def write_tutorial_files(workdir: Path) -> None:
+    """Write the tutorial's named files (``# myproject/stamper.py``) for another doc."""
+    for shared in python_blocks(TUTORIAL):
+        if _NAMED.match(shared.code.splitlines()[0]):
+            target = workdir / shared.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(shared.code)
+
+
 def check(doc: Path, workdir: Path, cache: Path) -> list[str]:
     """Write the doc's blocks as a project, type-check it, run the runnable blocks."""
     blocks = python_blocks(doc)
@@ -109,6 +120,8 @@ def check(doc: Path, workdir: Path, cache: Path) -> list[str]:
         return [f"{exc.filename}:{exc.lineno}: not Python ({exc.msg}); "
                 "use another fence (```text) for what is not code"]
     by_file: dict[Path, Block] = {}
+    if doc != TUTORIAL:
+        write_tutorial_files(workdir)
     for block in blocks:
         target = workdir / block.path
         assert target not in by_file, f"{block.where()}: {block.path} is written twice"
@@ -170,7 +183,7 @@ from pycontroller import connect
 client = connect(qps_timeout=5)
 ```
 
-```python run
+```python {.run}
 raise SystemExit(3)
 ```
 """
@@ -186,7 +199,7 @@ raise SystemExit(3)
     problems = check(doc, work, tmp_path / "cache")
     assert any(p.startswith("doc.md:8: ") and '"qps_timeout"' in p for p in problems), problems
     only_run = tmp_path / "run.md"
-    only_run.write_text("```python run\nraise SystemExit(3)\n```\n")
+    only_run.write_text("```python {.run}\nraise SystemExit(3)\n```\n")
     work2 = tmp_path / "work2"
     work2.mkdir()
     assert any("exited 3" in p for p in check(only_run, work2, tmp_path / "cache"))

@@ -117,7 +117,7 @@ def test_failed_credential_refresh_is_a_config_error_without_frames(config: str)
         raise RuntimeError(f"exec plugin exited with 1 ({len(previous)})")
 
     cfg = Configuration(host=f"http://127.0.0.1:{_closed_port()}")
-    cfg.refresh_api_key_hook = refresh  # type: ignore[assignment]
+    cfg.refresh_api_key_hook = refresh  # type: ignore[assignment, unused-ignore]
     client = Client(cfg, request_timeout=2)
     with captured(config) as out:
         try:
