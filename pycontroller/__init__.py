@@ -32,7 +32,21 @@ from pycontroller.client import (
     has_config,
     resource_for,
 )
-from pycontroller.controller import Controller, Manager, Requeue
+from pycontroller.controller import (
+    Controller,
+    Manager,
+    Predicate,
+    Requeue,
+    Watch,
+    and_,
+    annotations_changed,
+    generation_changed,
+    labels_changed,
+    not_,
+    or_,
+    resource_version_changed,
+    where,
+)
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.workqueue import (
     RateLimitingQueue,
@@ -58,6 +72,7 @@ __all__ = [
     "LeaseLock",
     "Lister",
     "Manager",
+    "Predicate",
     "ObjectKey",
     "RateLimitingQueue",
     "Registration",
@@ -65,13 +80,22 @@ __all__ = [
     "Resource",
     "SharedIndexInformer",
     "SharedInformerFactory",
+    "Watch",
     "WorkQueue",
+    "and_",
+    "annotations_changed",
     "connect",
     "default_controller_rate_limiter",
+    "generation_changed",
     "has_config",
+    "labels_changed",
     "meta_namespace_key",
+    "not_",
+    "or_",
     "resource_for",
+    "resource_version_changed",
     "split_meta_namespace_key",
     "strip_managed_fields",
     "wait_for_cache_sync",
+    "where",
 ]

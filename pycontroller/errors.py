@@ -19,7 +19,8 @@
     ├── CacheSyncTimeoutError         caches did not sync before the deadline
     ├── IndexNotFoundError            (also a LookupError) unknown index name
     ├── ControlPlaneError             the local control plane failed to build or start
-    └── LeaderElectionLostError       this process lost its lease
+    ├── LeaderElectionLostError       this process lost its lease
+    └── TerminalError                 raised by a reconcile: logged and counted, never retried
 
 Errors from third-party libraries are translated at the ``pycontroller.client`` seam and
 raised ``from`` the original; nothing above that seam sees a third-party type.
@@ -120,3 +121,13 @@ class ControlPlaneError(Error):
 
 class LeaderElectionLostError(Error):
     """This process lost its leader lease."""
+
+
+class TerminalError(Error):
+    """Raise from ``reconcile`` when retrying cannot help (≙ ``reconcile.TerminalError``).
+
+    The worker logs it (``reconcile_terminal_error``), counts it in
+    ``controller_runtime_terminal_reconcile_errors_total`` and forgets the key instead of
+    retrying it; the key is reconciled again on its next event. Chain the cause with
+    ``raise TerminalError("...") from exc``.
+    """

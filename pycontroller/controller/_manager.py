@@ -12,19 +12,23 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, final
 
 import structlog
 
+from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.cache._gc import freeze_cache
-from pycontroller.cache._informer_factory import SharedInformerFactory, wait_for_cache_sync
+from pycontroller.cache._informer_factory import SharedInformerFactory
 from pycontroller.cache._processor import Registration
+from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client._kube import Client
+from pycontroller.client._resource import Resource
 from pycontroller.controller._controller import Controller
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
+from pycontroller.controller._watches import EventSource, obj_of
 from pycontroller.errors import CacheSyncTimeoutError
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider, exposition
@@ -51,6 +55,15 @@ class Manager:
     have synced and the replica leads. A leader that loses its Lease stops its
     workers and ``run()`` returns 1, so the Pod restarts and stands for election again.
 
+    Readiness: a controller's workers start only after every informer it uses (primary,
+    ``owns``, ``watches``) has synced and each of its handler registrations has delivered
+    its initial list; ``/readyz`` reports exactly that (and leadership).
+
+    ``clock`` is the time source of the queues, workers, timeouts and sync waits (tests
+    inject a ``FakeClock``). ``factory`` is an escape hatch: controllers never need it,
+    but code may ask it for more informers before ``run`` (they start with the others,
+    and nothing waits for them).
+
     Thread-safety: configure (``add``) from one thread before ``run``; ``ready``/``healthy``
     may be called from any thread.
     """
@@ -63,9 +76,10 @@ class Manager:
         registry: Any = None, handle_signals: bool = True,
         leader_election: LeaderElectionConfig | None = None,
         leader_election_id: str = "", leader_election_namespace: str = "default",
-        identity: str = "",
+        identity: str = "", clock: Clock = REAL_CLOCK,
     ) -> None:
         self._client = client
+        self._clock = clock
         self._metrics = (PrometheusMetricsProvider() if registry is None
                          else PrometheusMetricsProvider(registry=registry))
         self.factory = SharedInformerFactory(client, namespace=namespace,
@@ -78,6 +92,7 @@ class Manager:
         self._handle_signals = handle_signals
         self._controllers: list[Controller] = []
         self._registrations: list[tuple[Controller, Registration]] = []
+        self._resources: dict[str, list[str]] = {}  # controller name -> its resources
         self._servers: dict[str, ProbeServer] = {}
         self._started = threading.Event()
         self._log = _log.bind(component="manager")
@@ -91,25 +106,98 @@ class Manager:
         self._elector_stop = threading.Event()
 
     def add(self, controller: Controller) -> None:
-        """Register a controller: its informer, handlers, queue and metrics are wired now."""
-        informer = self.factory.informer_for(
-            controller.resource, namespace=controller.namespace,
-            label_selector=controller.label_selector, field_selector=controller.field_selector,
-            resync_period=controller.resync_period)
+        """Register a controller: its informers, indexers, handlers, queue and metrics.
+
+        One shared informer per (resource, scope) serves the primary, each ``owns`` entry
+        and each ``Watch``; the controller's ``indexers`` are added to them (an index
+        another controller declared under the same name must be the same function).
+
+        Raises:
+            ValueError: a resource declared twice with different scopes, an indexer for a
+                resource the controller does not watch, or a clashing index name.
+        """
+        informers: dict[Resource, SharedIndexInformer] = {}
+
+        def informer(resource: Resource, namespace: str | None, label_selector: str | None,
+                     field_selector: str | None, resync: float | None) -> SharedIndexInformer:
+            found = self.factory.informer_for(
+                resource, namespace=namespace, label_selector=label_selector,
+                field_selector=field_selector, resync_period=resync)
+            if informers.setdefault(resource, found) is not found:
+                raise ValueError(f"controller {controller.name} declares {resource} twice "
+                                 "with different scopes")
+            return found
+
+        primary = informer(controller.resource, controller.namespace,
+                           controller.label_selector, controller.field_selector,
+                           controller.resync_period)
+        sources = controller._sources()
+        secondary = [informer(s.resource, s.namespace, s.label_selector, s.field_selector,
+                              controller.resync_period) for s in sources]
+        self._add_indexers(controller, informers)
         queue: RateLimitingQueue[str] = RateLimitingQueue(
-            name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter())
-        controller.bind(client=self._client, lister=informer.lister, queue=queue,
-                        metrics=ControllerMetrics(self._metrics, controller.name))
-        registration = informer.add_event_handler(
-            on_add=controller.on_add, on_update=controller.on_update,
-            on_delete=controller.on_delete)
+            name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
+            clock=self._clock)
+        controller.bind(client=self._client,
+                        listers={res: inf.lister for res, inf in informers.items()},
+                        queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),
+                        clock=self._clock)
+
+        def add(obj: Any, is_in_initial_list: bool) -> None:
+            controller._observe_cached(controller.resource, obj, False)
+            controller.on_add(obj, is_in_initial_list)
+
+        def update(old: Any, new: Any) -> None:
+            controller._observe_cached(controller.resource, new, False)
+            controller.on_update(old, new)
+
+        def delete(obj: Any) -> None:
+            last = obj_of(obj)
+            if last is not None:
+                controller._observe_cached(controller.resource, last, True)
+            controller.on_delete(obj)
+
+        registrations = [primary.add_event_handler(on_add=add, on_update=update,
+                                                   on_delete=delete)]
+        for source, inf in zip(sources, secondary, strict=True):
+            handler = EventSource(resource=source.resource, keys=source.keys,
+                                  predicates=source.predicates, enqueue=queue.add,
+                                  observe=controller._observe_cached, name=controller.name)
+            registrations.append(inf.add_event_handler(
+                on_add=handler.on_add, on_update=handler.on_update,
+                on_delete=handler.on_delete))
+        for inf in informers.values():
+            gauge = self._metrics.new_informer_cache_items_metric(inf.name)
+            lister = inf.lister
+            gauge.set_function(lambda lister=lister: float(len(lister)))  # type: ignore[misc]
         self._controllers.append(controller)
-        self._registrations.append((controller, registration))
+        self._registrations.extend((controller, reg) for reg in registrations)
+        self._resources[controller.name] = sorted(str(r) for r in informers)
+
+    @staticmethod
+    def _add_indexers(controller: Controller,
+                      informers: Mapping[Resource, SharedIndexInformer]) -> None:
+        for resource, indexers in controller.indexers.items():
+            if resource not in informers:
+                raise ValueError(f"controller {controller.name} declares indexers for "
+                                 f"{resource}, which it does not watch")
+            inf = informers[resource]
+            existing = inf.indexer.get_indexers()
+            new = {}
+            for index_name, fn in indexers.items():
+                if index_name not in existing:
+                    new[index_name] = fn
+                elif existing[index_name] is not fn:
+                    raise ValueError(f"index {index_name!r} on {resource} already exists "
+                                     "with another function (shared informer)")
+            if new:
+                inf.add_indexers(new)
 
     # -- probes ------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
-        """Ready when every controller's handler has seen its initial list."""
-        waiting = [c.name for c, reg in self._registrations if not reg.has_synced()]
+        """Ready when every informer of every controller has synced, every handler has seen
+        its initial list, and the workers run (so: only on the leader)."""
+        waiting = sorted({c.name for c, reg in self._registrations if not reg.has_synced()})
         if waiting:
             return False, f"caches not synced: {', '.join(waiting)}"
         if self._started.is_set():
@@ -201,11 +289,16 @@ class Manager:
         namespace, name = self._lease
         lock = LeaseLock(self._client, namespace, name, self._identity)
 
+        status = self._metrics.new_leader_election_status_metric(name)
+        status.set(0)
+
         def on_started(leading: threading.Event) -> None:
+            status.set(1)
             self._log.info("leading_started", identity=self._identity)
             self._start_controllers(stop)
 
         def on_stopped() -> None:
+            status.set(0)
             if not stop.is_set() and self._started.is_set():
                 self._lost_leadership.set()  # lost, not asked to stop: exit 1 and restart
                 stop.set()
@@ -219,14 +312,20 @@ class Manager:
         self._log.info("leader_election_started", identity=self._identity, lease=name)
 
     def _wait_for_sync(self, stop: threading.Event) -> None:
-        checks = [reg.has_synced for _, reg in self._registrations]
-        if wait_for_cache_sync(stop, *checks, timeout=self._sync_timeout):
+        """Wait (on the injected clock) until every registration has synced."""
+        deadline = self._clock.now() + self._sync_timeout
+        while not all(reg.has_synced() for _, reg in self._registrations):
+            remaining = deadline - self._clock.now()
+            if stop.is_set() or remaining <= 0:
+                break
+            self._clock.sleep(min(0.05, remaining), stop)
+        else:
             freeze_cache()  # once, after every cache is full: full GCs stop walking them
             return
         if stop.is_set():
             return
-        pending = sorted({str(c.resource) for c, reg in self._registrations
-                          if not reg.has_synced()})
+        pending = sorted({f"{c.name} ({', '.join(self._resources[c.name])})"
+                          for c, reg in self._registrations if not reg.has_synced()})
         raise CacheSyncTimeoutError(
             f"caches did not sync within {self._sync_timeout:.0f}s: {', '.join(pending)} "
             "(check RBAC list/watch permissions and the API server)")

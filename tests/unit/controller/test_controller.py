@@ -63,7 +63,7 @@ def ctrl(registry: CollectorRegistry) -> Iterator[Scripted]:
     queue: RateLimitingQueue[str] = RateLimitingQueue(
         name="scripted", metrics=provider,
         rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.001, max_delay=0.01))
-    controller.bind(client=cast("Client", None), lister=Lister(ThreadSafeStore()),
+    controller.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())},
                     queue=queue, metrics=ControllerMetrics(provider, "scripted"))
     stop = threading.Event()
     controller.start(stop)
