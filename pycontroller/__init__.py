@@ -5,7 +5,19 @@ private. Subpackages (``pycontroller.client``, ``.cache``, ``.workqueue``, ``.co
 ``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
 """
 
-
+from pycontroller._meta import (
+    ConditionStatus,
+    add_finalizer,
+    controller_owner,
+    get_condition,
+    has_finalizer,
+    is_condition_true,
+    remove_condition,
+    remove_finalizer,
+    set_condition,
+    set_controller_reference,
+    set_owner_reference,
+)
 from pycontroller.cache import (
     DeletedFinalStateUnknown,
     Lister,
@@ -27,10 +39,12 @@ from pycontroller.client import (
     SERVICES,
     Client,
     ListWatch,
+    OperationResult,
     Resource,
     connect,
     has_config,
     resource_for,
+    retry_on_conflict,
 )
 from pycontroller.controller import (
     Controller,
@@ -55,6 +69,19 @@ from pycontroller.workqueue import (
 )
 
 __all__ = [
+    "ConditionStatus",
+    "add_finalizer",
+    "controller_owner",
+    "get_condition",
+    "has_finalizer",
+    "is_condition_true",
+    "remove_condition",
+    "remove_finalizer",
+    "set_condition",
+    "set_controller_reference",
+    "set_owner_reference",
+    "OperationResult",
+    "retry_on_conflict",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "LEASES",

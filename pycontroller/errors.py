@@ -20,7 +20,10 @@
     ├── IndexNotFoundError            (also a LookupError) unknown index name
     ├── ControlPlaneError             the local control plane failed to build or start
     ├── LeaderElectionLostError       this process lost its lease
-    └── TerminalError                 raised by a reconcile: logged and counted, never retried
+    ├── TerminalError                 raised by a reconcile: logged and counted, never retried
+    └── OwnerReferenceError           (also a ValueError) an owner reference cannot be set
+        ├── AlreadyOwnedError         another controller already owns the object
+        └── CrossNamespaceOwnerError  owner and object scopes are incompatible
 
 Errors from third-party libraries are translated at the ``pycontroller.client`` seam and
 raised ``from`` the original; nothing above that seam sees a third-party type.
@@ -130,4 +133,34 @@ class TerminalError(Error):
     ``controller_runtime_terminal_reconcile_errors_total`` and forgets the key instead of
     retrying it; the key is reconciled again on its next event. Chain the cause with
     ``raise TerminalError("...") from exc``.
+    """
+
+
+class OwnerReferenceError(Error, ValueError):
+    """An owner reference cannot be set on the object."""
+
+
+class AlreadyOwnedError(OwnerReferenceError):
+    """The object already has a controller reference to a different owner.
+
+    Attributes:
+        namespace: the object's namespace ("" when cluster-scoped).
+        name: the object's name.
+        owner: the existing controller ownerReference (a copy).
+    """
+
+    def __init__(self, namespace: str, name: str, owner: Mapping[str, Any]) -> None:
+        super().__init__(
+            f"object {namespace}/{name} is already owned by another {owner.get('kind')} "
+            f"controller {owner.get('name')}")
+        self.namespace = namespace
+        self.name = name
+        self.owner = dict(owner)
+
+
+class CrossNamespaceOwnerError(OwnerReferenceError):
+    """A namespaced owner in another namespace, or owning a cluster-scoped object.
+
+    Owner references may only point to an owner in the object's own namespace or to a
+    cluster-scoped owner; the garbage collector ignores anything else.
     """

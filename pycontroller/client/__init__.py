@@ -3,6 +3,7 @@
 from pycontroller.client._discovery import resource_for
 from pycontroller.client._kube import Client, connect, has_config
 from pycontroller.client._list_watch import EventStream, ListerWatcher, ListWatch
+from pycontroller.client._observe import Write, WriteObserver
 from pycontroller.client._resource import (
     BUILTINS,
     CONFIGMAPS,
@@ -10,6 +11,7 @@ from pycontroller.client._resource import (
     DAEMONSETS,
     DEPLOYMENTS,
     EVENTS,
+    EVENTS_K8S_IO,
     JOBS,
     LEASES,
     NAMESPACES,
@@ -30,12 +32,20 @@ from pycontroller.client._watch import (
     WatchStalledError,
     WatchStream,
 )
+from pycontroller.client._writes import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRY,
+    OperationResult,
+    RetryBackoff,
+    retry_on_conflict,
+)
 
 __all__ = [
-    "BUILTINS", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
-    "EVENTS", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
+    "BUILTINS", "DEFAULT_BACKOFF", "DEFAULT_RETRY", "OperationResult", "RetryBackoff",
+    "retry_on_conflict", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
+    "EVENTS", "EVENTS_K8S_IO", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
     "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchStalledError", "WatchStream", "connect",
+    "WatchEvent", "WatchStalledError", "WatchStream", "Write", "WriteObserver", "connect",
     "has_config", "resource_for",
 ]

@@ -7,22 +7,26 @@ model classes are never built.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, final
 from urllib.parse import urlencode
 
 import orjson
+import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from pycontroller import errors
 from pycontroller.client._errors import api_error
+from pycontroller.client._observe import Write, WriteObserver, WriteVerb
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import WatchStalledError, WatchStream
+from pycontroller.client._writes import OperationResult
 
 _KEEPALIVE = [
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
@@ -37,6 +41,7 @@ _PATCH_TYPES = {
     "apply": "application/apply-patch+yaml",
 }
 Params = Mapping[str, str | int | bool | None]
+_log = structlog.get_logger(__name__)
 
 
 def _query(params: Params) -> str:
@@ -86,7 +91,10 @@ def has_config() -> bool:
 class Client:
     """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
 
-    Thread-safety: thread-safe; one connection pool is shared by all threads.
+    ``with_write_observer`` returns a view of the client (same connection pool) that
+    reports every successful write to a callback.
+
+    Thread-safety: thread-safe; one connection pool is shared by all threads and views.
     """
 
     def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
@@ -109,6 +117,45 @@ class Client:
         )
         if not cfg.verify_ssl:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._observers: tuple[WriteObserver, ...] = ()
+        self._owns_pool = True
+
+    def with_write_observer(self, observer: WriteObserver) -> Client:
+        """Return a view of this client that also reports successful writes to ``observer``.
+
+        The view shares this client's connection pool, configuration and any observers
+        already registered (views chain). ``observer`` is called with a ``Write`` after
+        every successful ``create``, ``replace``, ``patch``, ``apply``, ``apply_status``
+        and ``delete`` made through the view (and the helpers built on them, such as
+        ``create_or_update``), on the writing thread, before the method returns. Failed
+        writes and raw ``request`` calls are not reported. An observer that raises is
+        logged and ignored: the write has happened. ``close()`` on a view does nothing;
+        the client that created the pool closes it.
+        """
+        view = copy.copy(self)
+        view._observers = (*self._observers, observer)
+        view._owns_pool = False
+        return view
+
+    def _observed(self, verb: WriteVerb, resource: Resource, namespace: str | None,
+                  name: str, result: Any, *, subresource: str | None = None) -> Any:
+        """Report a successful write to the observers; return ``result`` unchanged."""
+        if not self._observers:
+            return result
+        if isinstance(result, dict) and result.get("kind") != "Status":
+            meta = result.get("metadata") or {}
+            name = str(meta.get("name") or name)
+            if resource.namespaced:
+                namespace = meta.get("namespace") or namespace
+        write = Write(verb, resource, namespace if resource.namespaced else None, name,
+                      subresource, result)
+        for observer in self._observers:
+            try:
+                observer(write)
+            except Exception:
+                _log.exception("write_observer_failed", observer=repr(observer), verb=verb,
+                               resource=str(resource))
+        return result
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._cfg
@@ -247,16 +294,20 @@ class Client:
     def create(self, resource: Resource, obj: Mapping[str, Any],
                namespace: str | None = None) -> Any:
         """POST a new object; ``namespace`` defaults to the object's own."""
-        ns = namespace or (obj.get("metadata") or {}).get("namespace")
-        return self.request("POST", resource.path(ns if resource.namespaced else None),
-                            body=dict(obj))
+        meta = obj.get("metadata") or {}
+        ns = (namespace or meta.get("namespace")) if resource.namespaced else None
+        result = self.request("POST", resource.path(ns), body=dict(obj))
+        return self._observed("create", resource, ns, str(meta.get("name") or ""), result)
 
     def replace(self, resource: Resource, obj: Mapping[str, Any],
                 subresource: str | None = None) -> Any:
         """PUT the object (optimistic concurrency through its resourceVersion)."""
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") if resource.namespaced else None
-        return self.request("PUT", resource.path(ns, meta["name"], subresource), body=dict(obj))
+        result = self.request("PUT", resource.path(ns, meta["name"], subresource),
+                              body=dict(obj))
+        return self._observed("replace", resource, ns, meta["name"], result,
+                              subresource=subresource)
 
     def patch(self, resource: Resource, name: str, patch: Any, namespace: str | None = None,
               *, patch_type: str = "merge", field_manager: str | None = None,
@@ -266,7 +317,10 @@ class Client:
             raise ValueError(f"patch_type must be one of {sorted(_PATCH_TYPES)}")
         query = _query({"fieldManager": field_manager, "force": force})
         path = resource.path(namespace, name, subresource) + query
-        return self.request("PATCH", path, body=patch, content_type=_PATCH_TYPES[patch_type])
+        result = self.request("PATCH", path, body=patch,
+                              content_type=_PATCH_TYPES[patch_type])
+        return self._observed("apply" if patch_type == "apply" else "patch", resource,
+                              namespace, name, result, subresource=subresource)
 
     def delete(self, resource: Resource, name: str, namespace: str | None = None, *,
                grace_period_seconds: int | None = None,
@@ -274,11 +328,96 @@ class Client:
         """DELETE one object."""
         query = _query({"gracePeriodSeconds": grace_period_seconds,
                         "propagationPolicy": propagation_policy})
-        return self.request("DELETE", resource.path(namespace, name) + query)
+        result = self.request("DELETE", resource.path(namespace, name) + query)
+        return self._observed("delete", resource, namespace, name, result)
+
+    # -- server-side apply and create-or-update (≙ client.Apply, CreateOrUpdate) --------
+    def apply(self, resource: Resource, obj: Mapping[str, Any], *, field_manager: str,
+              force: bool = False) -> Any:
+        """Server-side apply ``obj``: the fields it sets become owned by ``field_manager``.
+
+        ``obj`` is the *intent*: only the fields this manager cares about, with
+        ``metadata.name`` (and ``metadata.namespace`` for a namespaced resource);
+        ``apiVersion``/``kind`` default to ``resource``'s. Fields another manager owns
+        with a different value make the server refuse with ``ConflictError`` unless
+        ``force`` takes them over. Creates the object if it does not exist. Returns the
+        object as stored.
+
+        Raises:
+            ConflictError: a field is owned by another manager (and ``force`` is False).
+            ValueError: no name, no namespace for a namespaced resource, or a bad
+                ``field_manager``.
+        """
+        return self._apply(resource, obj, field_manager, force, None)
+
+    def apply_status(self, resource: Resource, obj: Mapping[str, Any], *,
+                     field_manager: str, force: bool = False) -> Any:
+        """Server-side apply ``obj``'s ``status`` through the status subresource.
+
+        As ``apply``, but only ``status`` is written (the server ignores other fields
+        sent to the subresource); the object must exist (else ``NotFoundError``).
+        """
+        return self._apply(resource, obj, field_manager, force, "status")
+
+    def _apply(self, resource: Resource, obj: Mapping[str, Any], field_manager: str,
+               force: bool, subresource: str | None) -> Any:
+        if not field_manager or len(field_manager) > 128:
+            raise ValueError("field_manager must be 1 to 128 characters")
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            raise ValueError("apply needs metadata.name")
+        namespace = meta.get("namespace") if resource.namespaced else None
+        if resource.namespaced and not namespace:
+            raise ValueError(f"apply to namespaced {resource} needs metadata.namespace")
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+        return self.patch(resource, str(name), body, namespace, patch_type="apply",
+                          field_manager=field_manager, force=force or None,
+                          subresource=subresource)
+
+    def create_or_update(self, resource: Resource, name: str,
+                         mutate: Callable[[dict[str, Any]], None],
+                         namespace: str | None = None) -> tuple[OperationResult, Any]:
+        """Create or update one object so that ``mutate`` holds; write only on a change.
+
+        ≙ ``controllerutil.CreateOrUpdate``. GETs the object; when it is missing,
+        ``mutate`` fills a skeleton (``apiVersion``, ``kind``, ``metadata.name`` and
+        ``namespace``) that is then created; otherwise ``mutate`` edits the fetched
+        object in place and it is replaced (PUT, guarded by its resourceVersion) only if
+        it now differs. Returns what happened and the object as stored (the fetched one
+        when unchanged). Wrap it in ``retry_on_conflict`` to retry lost races.
+
+        Raises:
+            ConflictError: the object changed (or was created) since the GET.
+            ValueError: ``mutate`` changed the name or namespace.
+        """
+        ns = namespace if resource.namespaced else None
+        try:
+            current = self.get(resource, name, ns)
+        except errors.NotFoundError:
+            skeleton: dict[str, Any] = {
+                "apiVersion": resource.api_version, "kind": resource.kind,
+                "metadata": {"name": name, **({"namespace": ns} if ns else {})}}
+            mutate(skeleton)
+            self._check_key(skeleton, name, ns)
+            return OperationResult.CREATED, self.create(resource, skeleton, ns)
+        before = copy.deepcopy(current)
+        mutate(current)
+        self._check_key(current, name, ns)
+        if current == before:
+            return OperationResult.UNCHANGED, current
+        return OperationResult.UPDATED, self.replace(resource, current)
+
+    @staticmethod
+    def _check_key(obj: Mapping[str, Any], name: str, namespace: str | None) -> None:
+        meta = obj.get("metadata") or {}
+        if meta.get("name") != name or (meta.get("namespace") or None) != namespace:
+            raise ValueError("create_or_update: mutate must not change the name or namespace")
 
     def close(self) -> None:
-        """Close pooled connections."""
-        self._pool.clear()
+        """Close pooled connections (a no-op on a ``with_write_observer`` view)."""
+        if self._owns_pool:
+            self._pool.clear()
 
     def __enter__(self) -> Client:
         return self

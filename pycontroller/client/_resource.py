@@ -59,6 +59,9 @@ SECRETS = Resource("", "v1", "secrets", "Secret")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 EVENTS = Resource("", "v1", "events", "Event")
+"""Core (legacy) ``v1`` Events, as ``kubectl get events`` shows them."""
+EVENTS_K8S_IO = Resource("events.k8s.io", "v1", "events", "Event")
+"""``events.k8s.io/v1`` Events (series, reportingController), what ``EventRecorder`` posts."""
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
@@ -74,7 +77,8 @@ CUSTOM_RESOURCE_DEFINITIONS = Resource(
 )
 
 BUILTINS: tuple[Resource, ...] = (
-    PODS, SERVICES, CONFIGMAPS, SECRETS, NAMESPACES, NODES, EVENTS, SERVICE_ACCOUNTS,
+    PODS, SERVICES, CONFIGMAPS, SECRETS, NAMESPACES, NODES, EVENTS, EVENTS_K8S_IO,
+    SERVICE_ACCOUNTS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, DAEMONSETS, JOBS, LEASES, ROLES, ROLE_BINDINGS,
     CUSTOM_RESOURCE_DEFINITIONS,
 )

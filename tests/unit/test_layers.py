@@ -13,13 +13,14 @@ PKG = Path(__file__).resolve().parents[2] / "pycontroller"
 ALLOWED = {
     "_util": set(),
     "errors": set(),
+    "_meta": {"errors"},
     "client": {"_util", "errors"},
     "metrics": {"_util", "errors"},
     "workqueue": {"_util", "errors", "metrics"},
     "cache": {"_util", "errors", "metrics", "client"},
     "leaderelection": {"_util", "errors", "client"},
     "controller": {"_util", "errors", "metrics", "client", "cache", "workqueue",
-                   "leaderelection"},
+                   "leaderelection", "_meta"},
     "envtest": {"_util", "errors"},
 }
 ONLY_HERE = {"kubernetes": "client/_kube.py", "prometheus_client": "metrics/prometheus.py"}
