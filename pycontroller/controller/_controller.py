@@ -25,6 +25,7 @@ from pycontroller.cache._index import IndexFunc
 from pycontroller.cache._keys import DeletedFinalStateUnknown, meta_namespace_key
 from pycontroller.cache._lister import Lister
 from pycontroller.client._kube import Client
+from pycontroller.client._observe import Write
 from pycontroller.client._resource import Resource
 from pycontroller.controller._finalizer import handle_finalizer
 from pycontroller.controller._metrics import ControllerMetrics
@@ -172,6 +173,8 @@ class Controller:
         """
         if self.resource not in listers:
             raise ValueError(f"listers must contain the primary resource {self.resource}")
+        if self.read_your_writes and client is not None:
+            client = client.with_write_observer(self._observe_write)
         self._client, self._listers, self._queue = client, dict(listers), queue
         self._events, self._clock = events, clock
         if metrics is not None:
@@ -321,21 +324,19 @@ class Controller:
                     return None
             return self.reconcile(key)
 
-    def _observe_write(self, resource: Resource, obj: Obj | None, *, deleted: bool = False,
-                      obj_key: str | None = None) -> None:
-        """Record a write the controller's client made (the Manager's client hook calls it).
+    def _observe_write(self, write: Write) -> None:
+        """Record a write made through ``self.client`` (its write-observer hook).
 
         Only writes made inside a reconcile, to resources this controller watches, are
-        recorded; ``obj`` is the server's answer.
+        recorded; a DELETE answered with a Status means the object is gone at once.
         """
         current = self._current.get()
         if current is None or self._ryow is None:
             return
-        if obj_key is None:
-            if obj is None:
-                return
-            obj_key = meta_namespace_key(obj)
-        self._ryow.record(current[0], resource, obj, obj_key, deleted=deleted)
+        key = f"{write.namespace}/{write.name}" if write.namespace else write.name
+        gone = write.verb == "delete" and write.resource_version is None
+        self._ryow.record(current[0], write.resource, None if gone else write.obj, key,
+                          deleted=gone)
 
     def _observe_cached(self, resource: Resource, obj: Obj, deleted: bool) -> None:
         """The informer of ``resource`` delivered ``obj`` (the Manager's handlers call it)."""
