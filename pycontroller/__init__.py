@@ -2,7 +2,7 @@
 
 The public API is exactly ``__all__``; everything else (modules starting with ``_``) is
 private. Subpackages (``pycontroller.client``, ``.cache``, ``.workqueue``, ``.controller``,
-``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
+``.events``, ``.metrics``, ``.envtest``, ``.testing``) export more specialised names.
 """
 
 from pycontroller._meta import (
@@ -61,6 +61,7 @@ from pycontroller.controller import (
     resource_version_changed,
     where,
 )
+from pycontroller.events import EventRecorder
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.workqueue import (
     RateLimitingQueue,
@@ -82,6 +83,7 @@ __all__ = [
     "set_owner_reference",
     "OperationResult",
     "retry_on_conflict",
+    "EventRecorder",
     "CONFIGMAPS",
     "DEPLOYMENTS",
     "LEASES",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pycontroller.metrics._provider import (
     ControllerMetricsProvider,
     Counter,
+    EventsMetricsProvider,
     FunctionGauge,
     Gauge,
     Histogram,
@@ -21,6 +22,7 @@ from pycontroller.metrics.prometheus import PrometheusMetricsProvider
 __all__ = [
     "ControllerMetricsProvider",
     "Counter",
+    "EventsMetricsProvider",
     "FunctionGauge",
     "Gauge",
     "Histogram",

@@ -231,6 +231,19 @@ class ControllerMetricsProvider(Protocol):
         ...
 
 
+class EventsMetricsProvider(Protocol):
+    """Factories for an ``EventRecorder``'s metrics, labelled by its ``component``."""
+
+    def new_events_dropped_metric(self, component: str, reason: str) -> Counter:
+        """Events not written: ``buffer_full``, ``rate_limited``, ``write_failed``,
+        ``stopped``."""
+        ...
+
+    def new_event_writes_metric(self, component: str, verb: str) -> Counter:
+        """Event writes sent to the API server: ``create`` or ``patch`` (series)."""
+        ...
+
+
 @final
 class _NoopMetric:
     """Satisfies every metric protocol and records nothing."""
@@ -392,4 +405,14 @@ class NoopMetricsProvider:
 
     def new_informer_cache_items_metric(self, informer: str) -> FunctionGauge:
         """Return a no-op function gauge."""
+        return _NOOP_METRIC
+
+    # -- event recorder metrics (EventsMetricsProvider) ----------------------------------
+
+    def new_events_dropped_metric(self, component: str, reason: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_event_writes_metric(self, component: str, verb: str) -> Counter:
+        """Return a no-op counter."""
         return _NOOP_METRIC

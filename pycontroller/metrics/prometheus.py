@@ -226,6 +226,28 @@ class _ControllerFamilies:
         )
 
 
+# Event recorder families (protocol: EventsMetricsProvider). client-go has no such metric.
+@final
+@dataclass(frozen=True, slots=True)
+class _EventFamilies:
+    dropped: _PromCounter
+    writes: _PromCounter
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _EventFamilies:
+        return cls(
+            dropped=_PromCounter(
+                "event_recorder_dropped_events_total",
+                "Events an event recorder did not write, by reason (buffer_full, "
+                "rate_limited, write_failed, stopped)",
+                ("component", "reason"), registry=registry),
+            writes=_PromCounter(
+                "event_recorder_writes_total",
+                "Event writes sent to the API server, by verb (create, patch)",
+                ("component", "verb"), registry=registry),
+        )
+
+
 F = TypeVar("F")
 
 _families_lock = threading.Lock()
@@ -256,12 +278,13 @@ def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
 class PrometheusMetricsProvider:
     """Records component metrics in a ``prometheus_client`` registry.
 
-    Implements the work queue, reflector and controller provider protocols. Each group of
-    families is registered in ``registry`` on first use (once per registry, whichever
-    provider instance asks first); registering fails with ``ValueError`` if a collector
-    outside pycontroller already owns one of the names. Two queues with the same ``name``
-    share their time series, as in client-go; for the callback gauges (``workqueue_depth``,
-    ``workqueue_unfinished_work_seconds``, ``workqueue_longest_running_processor_seconds``)
+    Implements the work queue, reflector, controller and event recorder provider
+    protocols. Each group of families is registered in ``registry`` on first use (once
+    per registry, whichever provider instance asks first); registering fails with
+    ``ValueError`` if a collector outside pycontroller already owns one of the names. Two
+    queues with the same ``name`` share their time series, as in client-go; for the
+    callback gauges (``workqueue_depth``, ``workqueue_unfinished_work_seconds``,
+    ``workqueue_longest_running_processor_seconds``)
     the queue created last wins.
 
     Args:
@@ -289,6 +312,9 @@ class PrometheusMetricsProvider:
 
     def _ctl(self) -> _ControllerFamilies:
         return _families_for(self._registry, _ControllerFamilies.register)
+
+    def _ev(self) -> _EventFamilies:
+        return _families_for(self._registry, _EventFamilies.register)
 
     def new_depth_metric(self, name: str) -> FunctionGauge:
         """Return the ``workqueue_depth`` child for ``name``."""
@@ -417,3 +443,13 @@ class PrometheusMetricsProvider:
     def new_informer_cache_items_metric(self, informer: str) -> FunctionGauge:
         """Return the ``informer_cache_items`` child for ``informer``."""
         return self._ctl().cache_items.labels(informer)
+
+    # -- event recorder metrics (pycontroller.metrics EventsMetricsProvider) -------------
+
+    def new_events_dropped_metric(self, component: str, reason: str) -> Counter:
+        """Return the ``event_recorder_dropped_events_total`` child."""
+        return self._ev().dropped.labels(component, reason)
+
+    def new_event_writes_metric(self, component: str, verb: str) -> Counter:
+        """Return the ``event_recorder_writes_total`` child."""
+        return self._ev().writes.labels(component, verb)

@@ -19,8 +19,9 @@ ALLOWED = {
     "workqueue": {"_util", "errors", "metrics"},
     "cache": {"_util", "errors", "metrics", "client"},
     "leaderelection": {"_util", "errors", "client"},
+    "events": {"_util", "errors", "metrics", "client"},
     "controller": {"_util", "errors", "metrics", "client", "cache", "workqueue",
-                   "leaderelection", "_meta"},
+                   "leaderelection", "_meta", "events"},
     "envtest": {"_util", "errors"},
 }
 ONLY_HERE = {"kubernetes": "client/_kube.py", "prometheus_client": "metrics/prometheus.py"}
