@@ -33,6 +33,7 @@ from pycontroller.controller._predicates import Predicate, PredicateLike, as_pre
 from pycontroller.controller._read_your_writes import ReadYourWrites
 from pycontroller.controller._watches import Watch, owner_keys
 from pycontroller.errors import Error, ShutDownError, TerminalError, TooManyRequestsError
+from pycontroller.events import EventRecorder
 from pycontroller.workqueue import RateLimiter, RateLimitingQueue
 
 _log = structlog.get_logger(__name__)
@@ -144,7 +145,7 @@ class Controller:
         self._client: Client | None = None
         self._listers: dict[Resource, Lister[Obj]] = {}
         self._queue: RateLimitingQueue[str] | None = None
-        self._events: Any = None
+        self._events: EventRecorder | None = None
         self._metrics = ControllerMetrics(None, self.name)
         self._clock: Clock = REAL_CLOCK
         self._ryow: ReadYourWrites | None = None
@@ -161,7 +162,7 @@ class Controller:
 
     def bind(self, *, client: Client, listers: Mapping[Resource, Lister[Obj]],
              queue: RateLimitingQueue[str] | None = None,
-             metrics: ControllerMetrics | None = None, events: Any = None,
+             metrics: ControllerMetrics | None = None, events: EventRecorder | None = None,
              clock: Clock = REAL_CLOCK) -> None:
         """Give the controller its client, cache views, queue, metrics and event recorder.
 
@@ -224,9 +225,14 @@ class Controller:
         return queue
 
     @property
-    def events(self) -> Any:
-        """The event recorder of this controller (reporting component: its name)."""
-        return self._require(self._events, "event recorder")
+    def events(self) -> EventRecorder:
+        """The event recorder of this controller (reporting component: its name).
+
+        ``self.events.normal(obj, reason, message)`` / ``.warning(...)`` never block; the
+        Manager starts the recorder before the informers and stops it after the workers.
+        """
+        events: EventRecorder = self._require(self._events, "event recorder")
+        return events
 
     @property
     def log(self) -> Any:

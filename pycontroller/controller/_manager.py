@@ -30,6 +30,7 @@ from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._watches import EventSource, obj_of
 from pycontroller.errors import CacheSyncTimeoutError
+from pycontroller.events import EventRecorder
 from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider, exposition
 from pycontroller.workqueue import RateLimitingQueue
@@ -93,6 +94,7 @@ class Manager:
         self._controllers: list[Controller] = []
         self._registrations: list[tuple[Controller, Registration]] = []
         self._resources: dict[str, list[str]] = {}  # controller name -> its resources
+        self._recorders: list[EventRecorder] = []
         self._servers: dict[str, ProbeServer] = {}
         self._started = threading.Event()
         self._log = _log.bind(component="manager")
@@ -138,10 +140,14 @@ class Manager:
         queue: RateLimitingQueue[str] = RateLimitingQueue(
             name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
             clock=self._clock)
+        # Events are written through the plain client: they are not the controller's state.
+        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
+                                 clock=self._clock)
         controller.bind(client=self._client,
                         listers={res: inf.lister for res, inf in informers.items()},
                         queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),
-                        clock=self._clock)
+                        events=recorder, clock=self._clock)
+        self._recorders.append(recorder)
 
         def add(obj: Any, is_in_initial_list: bool) -> None:
             controller._observe_cached(controller.resource, obj, False)
@@ -262,6 +268,8 @@ class Manager:
         stop = stop or threading.Event()
         self._install_signals(stop)
         self._start_servers()
+        for recorder in self._recorders:
+            recorder.start()
         try:
             self.factory.start(stop)
             self._wait_for_sync(stop)
@@ -304,7 +312,7 @@ class Manager:
                 stop.set()
 
         elector = LeaderElector(lock, self._election, on_started_leading=on_started,
-                                on_stopped_leading=on_stopped)
+                                on_stopped_leading=on_stopped, clock=self._clock)
         self._elector_thread = threading.Thread(
             target=elector.run, args=(self._elector_stop,), daemon=True,
             name=f"pycontroller-manager-election-{name}")
@@ -335,6 +343,8 @@ class Manager:
         for controller in self._controllers:
             if not controller.stop(self._grace):
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+        for recorder in self._recorders:  # after the workers: their last events are sent
+            recorder.stop(5.0)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             self._elector_thread.join(30.0)

@@ -279,3 +279,38 @@ def test_429_from_the_server_is_retried_no_sooner_than_retry_after() -> None:
         serving.join()
         server.server_close()
         client.close()
+
+
+class Announcing(Controller):
+    resource = CONFIGMAPS
+    workers = 3
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is not None:
+            self.events.normal(obj, "Seen", f"reconciled {key}")
+        return None
+
+
+def test_events_metrics_and_the_manager_wiring(kube_client: Client,
+                                               kube_namespace: str) -> None:
+    from pycontroller.client import EVENTS_K8S_IO
+
+    ns = kube_namespace
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+    registry = CollectorRegistry()
+    with running(kube_client, ns, Announcing(), registry=registry):
+        def posted() -> list[Any]:
+            return [e for e in kube_client.list_all(EVENTS_K8S_IO, ns)
+                    if e.get("reason") == "Seen"]
+        events = wait_for(posted, timeout=30)
+        assert events[0]["reportingController"] == "announcing"
+        assert events[0]["regarding"]["name"] == "a"
+        label = {"controller": "announcing"}
+        assert registry.get_sample_value(
+            "controller_runtime_max_concurrent_reconciles", label) == 3
+        assert registry.get_sample_value("controller_runtime_active_workers", label) == 0
+        caches = {s.labels["name"]: s.value
+                  for m in registry.collect() if m.name == "informer_cache_items"
+                  for s in m.samples}
+        assert any("configmaps" in name and value >= 1 for name, value in caches.items())
