@@ -314,3 +314,24 @@ def test_events_metrics_and_the_manager_wiring(kube_client: Client,
                   for m in registry.collect() if m.name == "informer_cache_items"
                   for s in m.samples}
         assert any("configmaps" in name and value >= 1 for name, value in caches.items())
+
+
+def test_reconcile_without_a_manager(kube_client: Client, kube_namespace: str) -> None:
+    """The documented way to unit-test a reconcile (docs/tutorial.md)."""
+    from examples.configmap_stamper.controller import ANNOTATION, ConfigMapStamper
+    from pycontroller import EventRecorder
+
+    cm = kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}, "data": {"k": "1"}},
+                            kube_namespace)
+    store: ThreadSafeStore[Any] = ThreadSafeStore()
+    store.add(cm)
+    stamper = ConfigMapStamper()
+    stamper.bind(client=kube_client, listers={CONFIGMAPS: Lister(store)},
+                 events=EventRecorder(kube_client, "stamper"))
+    assert stamper.reconcile(f"{kube_namespace}/a") is None
+    stamped = kube_client.get(CONFIGMAPS, "a", kube_namespace)
+    assert ANNOTATION in stamped["metadata"]["annotations"]
+    store.update(stamped)
+    assert stamper.process(f"{kube_namespace}/a") is None  # already stamped: no write
+    assert kube_client.get(CONFIGMAPS, "a", kube_namespace)["metadata"]["resourceVersion"] \
+        == stamped["metadata"]["resourceVersion"]
