@@ -149,6 +149,7 @@ class Controller:
         self._metrics = ControllerMetrics(None, self.name)
         self._clock: Clock = REAL_CLOCK
         self._ryow: ReadYourWrites | None = None
+        self._predicates: tuple[Predicate, ...] | None = None  # set by bind()
         self._threads: list[threading.Thread] = []
         # worker name -> [key, clock time its reconcile started, timeout reported]
         self._busy: dict[str, list[Any]] = {}  # guarded by _busy_lock
@@ -178,6 +179,8 @@ class Controller:
             client = client.with_write_observer(self._observe_write)
         self._client, self._listers, self._queue = client, dict(listers), queue
         self._events, self._clock = events, clock
+        self._predicates = None
+        self._primary_predicates()
         if metrics is not None:
             self._metrics = metrics
         self._ryow = None
@@ -250,9 +253,12 @@ class Controller:
         return fn
 
     def _primary_predicates(self) -> tuple[Predicate, ...]:
-        """``predicates`` as ``Predicate`` objects (methods bound)."""
-        return tuple(as_predicate(p if isinstance(p, Predicate) else self._bound(p))
-                     for p in self.predicates)
+        """``predicates`` as ``Predicate`` objects (methods bound), computed once by bind."""
+        if self._predicates is None:
+            self._predicates = tuple(as_predicate(p if isinstance(p, Predicate)
+                                                  else self._bound(p))
+                                     for p in self.predicates)
+        return self._predicates
 
     def _sources(self) -> list[Source]:
         """The secondary informers this controller declares (``owns``, ``watches``)."""

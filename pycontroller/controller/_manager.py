@@ -25,7 +25,7 @@ from pycontroller.cache._processor import Registration
 from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import Resource
-from pycontroller.controller._controller import Controller
+from pycontroller.controller._controller import Controller, Source
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._watches import EventSource, obj_of
@@ -81,6 +81,7 @@ class Manager:
     ) -> None:
         self._client = client
         self._clock = clock
+        self._namespace = namespace
         self._metrics = (PrometheusMetricsProvider() if registry is None
                          else PrometheusMetricsProvider(registry=registry))
         self.factory = SharedInformerFactory(client, namespace=namespace,
@@ -118,24 +119,20 @@ class Manager:
             ValueError: a resource declared twice with different scopes, an indexer for a
                 resource the controller does not watch, or a clashing index name.
         """
-        informers: dict[Resource, SharedIndexInformer] = {}
-
-        def informer(resource: Resource, namespace: str | None, label_selector: str | None,
-                     field_selector: str | None, resync: float | None) -> SharedIndexInformer:
-            found = self.factory.informer_for(
-                resource, namespace=namespace, label_selector=label_selector,
-                field_selector=field_selector, resync_period=resync)
-            if informers.setdefault(resource, found) is not found:
-                raise ValueError(f"controller {controller.name} declares {resource} twice "
-                                 "with different scopes")
-            return found
-
-        primary = informer(controller.resource, controller.namespace,
-                           controller.label_selector, controller.field_selector,
-                           controller.resync_period)
         sources = controller._sources()
-        secondary = [informer(s.resource, s.namespace, s.label_selector, s.field_selector,
-                              controller.resync_period) for s in sources]
+        scopes = [(controller.resource, controller.namespace, controller.label_selector,
+                   controller.field_selector)]
+        scopes += [(s.resource, s.namespace, s.label_selector, s.field_selector)
+                   for s in sources]
+        self._check_declarations(controller, scopes)  # before any informer is made
+        informers: dict[Resource, SharedIndexInformer] = {}
+        made = [self.factory.informer_for(res, namespace=ns, label_selector=labels,
+                                          field_selector=fields,
+                                          resync_period=controller.resync_period)
+                for res, ns, labels, fields in scopes]
+        for (res, *_), inf in zip(scopes, made, strict=True):
+            informers[res] = inf
+        primary, secondary = made[0], made[1:]
         self._add_indexers(controller, informers)
         queue: RateLimitingQueue[str] = RateLimitingQueue(
             name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
@@ -149,6 +146,20 @@ class Manager:
                         events=recorder, clock=self._clock)
         self._recorders.append(recorder)
 
+        registrations = self._register(controller, queue, primary, sources, secondary)
+        for inf in informers.values():
+            gauge = self._metrics.new_informer_cache_items_metric(inf.name)
+            lister = inf.lister
+            gauge.set_function(lambda lister=lister: float(len(lister)))  # type: ignore[misc]
+        self._controllers.append(controller)
+        self._registrations.extend((controller, reg) for reg in registrations)
+        self._resources[controller.name] = sorted(str(r) for r in informers)
+
+    @staticmethod
+    def _register(controller: Controller, queue: RateLimitingQueue[str],
+                  primary: SharedIndexInformer, sources: list[Source],
+                  secondary: list[SharedIndexInformer]) -> list[Registration]:
+        """Add the controller's handlers: its own hooks on the primary, an EventSource each."""
         def add(obj: Any, is_in_initial_list: bool) -> None:
             controller._observe_cached(controller.resource, obj, False)
             controller.on_add(obj, is_in_initial_list)
@@ -172,21 +183,27 @@ class Manager:
             registrations.append(inf.add_event_handler(
                 on_add=handler.on_add, on_update=handler.on_update,
                 on_delete=handler.on_delete))
-        for inf in informers.values():
-            gauge = self._metrics.new_informer_cache_items_metric(inf.name)
-            lister = inf.lister
-            gauge.set_function(lambda lister=lister: float(len(lister)))  # type: ignore[misc]
-        self._controllers.append(controller)
-        self._registrations.extend((controller, reg) for reg in registrations)
-        self._resources[controller.name] = sorted(str(r) for r in informers)
+        return registrations
+
+    def _check_declarations(self, controller: Controller,
+                            scopes: list[tuple[Resource, str | None, str | None, str | None]],
+                            ) -> None:
+        seen: dict[Resource, tuple[str | None, str | None, str | None]] = {}
+        for resource, namespace, labels, fields in scopes:
+            ns = (namespace or self._namespace) if resource.namespaced else None
+            scope = (ns, labels or None, fields or None)
+            if seen.setdefault(resource, scope) != scope:
+                raise ValueError(f"controller {controller.name} declares {resource} twice "
+                                 "with different scopes")
+        for resource in controller.indexers:
+            if resource not in seen:
+                raise ValueError(f"controller {controller.name} declares indexers for "
+                                 f"{resource}, which it does not watch")
 
     @staticmethod
     def _add_indexers(controller: Controller,
                       informers: Mapping[Resource, SharedIndexInformer]) -> None:
         for resource, indexers in controller.indexers.items():
-            if resource not in informers:
-                raise ValueError(f"controller {controller.name} declares indexers for "
-                                 f"{resource}, which it does not watch")
             inf = informers[resource]
             existing = inf.indexer.get_indexers()
             new = {}
