@@ -49,6 +49,7 @@ from pycontroller.client import (
 from pycontroller.controller import (
     Controller,
     Manager,
+    Owns,
     Predicate,
     Requeue,
     Watch,
@@ -103,6 +104,7 @@ __all__ = [
     "Manager",
     "Predicate",
     "ObjectKey",
+    "Owns",
     "RateLimitingQueue",
     "Registration",
     "Requeue",

@@ -15,11 +15,12 @@ from pycontroller.controller._predicates import (
     resource_version_changed,
     where,
 )
-from pycontroller.controller._watches import Watch
+from pycontroller.controller._watches import Owns, Watch
 
 __all__ = [
     "Controller",
     "Manager",
+    "Owns",
     "Predicate",
     "Requeue",
     "Watch",
@@ -33,6 +34,6 @@ __all__ = [
     "where",
 ]
 
-for _name in ("Predicate", "Watch", "and_", "or_", "not_", "where"):
+for _name in ("Owns", "Predicate", "Watch", "and_", "or_", "not_", "where"):
     globals()[_name].__module__ = __name__
 del _name

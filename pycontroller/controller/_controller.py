@@ -31,7 +31,7 @@ from pycontroller.controller._finalizer import handle_finalizer
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._predicates import Predicate, PredicateLike, as_predicate
 from pycontroller.controller._read_your_writes import ReadYourWrites
-from pycontroller.controller._watches import Watch, owner_keys
+from pycontroller.controller._watches import Owns, Watch, owner_keys
 from pycontroller.errors import Error, ShutDownError, TerminalError, TooManyRequestsError
 from pycontroller.events import EventRecorder
 from pycontroller.workqueue import RateLimiter, RateLimitingQueue
@@ -115,8 +115,9 @@ class Controller:
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
-    #: child resources whose controller ownerReference names a ``resource`` object.
-    owns: tuple[Resource, ...] = ()
+    #: child resources (or ``Owns(resource, predicates=...)``) whose controller
+    #: ownerReference names a ``resource`` object.
+    owns: tuple[Resource | Owns, ...] = ()
     #: other resources, mapped to keys by ``Watch.map_to``.
     watches: tuple[Watch, ...] = ()
     #: filters on the primary resource's events (a plain callable: ``where(fn)``).
@@ -252,21 +253,27 @@ class Controller:
                 return bound
         return fn
 
+    def _predicates_of(self, predicates: Iterable[PredicateLike]) -> tuple[Predicate, ...]:
+        return tuple(as_predicate(p if isinstance(p, Predicate) else self._bound(p))
+                     for p in predicates)
+
     def _primary_predicates(self) -> tuple[Predicate, ...]:
         """``predicates`` as ``Predicate`` objects (methods bound), computed once by bind."""
         if self._predicates is None:
-            self._predicates = tuple(as_predicate(p if isinstance(p, Predicate)
-                                                  else self._bound(p))
-                                     for p in self.predicates)
+            self._predicates = self._predicates_of(self.predicates)
         return self._predicates
 
     def _sources(self) -> list[Source]:
         """The secondary informers this controller declares (``owns``, ``watches``)."""
-        found = [Source(child, owner_keys(self.resource), (), self.namespace)
-                 for child in self.owns]
+        found = []
+        for owned in self.owns:
+            child = owned if isinstance(owned, Owns) else Owns(owned)
+            found.append(Source(child.resource, owner_keys(self.resource),
+                                self._predicates_of(child.predicates),
+                                child.namespace if child.namespace is not None
+                                else self.namespace, child.label_selector))
         for watch in self.watches:
-            preds = tuple(as_predicate(p if isinstance(p, Predicate) else self._bound(p))
-                          for p in watch.predicates)
+            preds = self._predicates_of(watch.predicates)
             found.append(Source(watch.resource, self._bound(watch.map_to), preds,
                                 watch.namespace if watch.namespace is not None
                                 else self.namespace, watch.label_selector,

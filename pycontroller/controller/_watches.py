@@ -47,6 +47,24 @@ class Watch:
     field_selector: str | None = None
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class Owns:
+    """An owned child resource with options: ``owns = (Owns(DEPLOYMENTS, predicates=...),)``.
+
+    A bare ``Resource`` in ``owns`` is ``Owns(resource)``. Events pass ``predicates``, then
+    map to the key of the child's controller owner (see ``Controller.owns``).
+    ``namespace`` (``None``: the controller's) and ``label_selector`` scope the informer.
+
+    Thread-safety: immutable.
+    """
+
+    resource: Resource
+    predicates: tuple[PredicateLike, ...] = ()
+    namespace: str | None = None
+    label_selector: str | None = None
+
+
 def obj_of(obj: Obj | DeletedFinalStateUnknown[Obj]) -> Obj | None:
     """The object itself, or a tombstone's last known object (maybe None)."""
     if isinstance(obj, DeletedFinalStateUnknown):

@@ -66,3 +66,23 @@ def test_predicates_and_tombstones_of_a_source() -> None:
     keys.clear()
     source.on_delete(DeletedFinalStateUnknown(ObjectKey("ns/c"), None))
     assert keys == []  # no final state to map
+
+
+def test_owns_entries_take_predicates_and_methods_bind() -> None:
+    from pycontroller import SECRETS, Controller, Owns, Watch, where
+
+    class Parent(Controller):
+        resource = WEBSITES
+        owns = (DEPLOYMENTS, Owns(SECRETS, predicates=(where(lambda o: False),)))
+
+        def mapped(self, obj: Any) -> list[str]:
+            return [f"{self.name}/{obj['metadata']['name']}"]
+
+        watches = (Watch(CONFIGMAPS, map_to=mapped),)
+
+    deploys, secrets, configmaps = Parent()._sources()
+    assert (deploys.resource, secrets.resource) == (DEPLOYMENTS, SECRETS)
+    assert deploys.predicates == () and not secrets.predicates[0].create(child())
+    assert list(secrets.keys(child(ref()))) == [
+        "ns/site"]
+    assert list(configmaps.keys(child())) == ["parent/c"]  # bound to the instance
