@@ -27,7 +27,7 @@ from pycontroller.cache._lister import Lister
 from pycontroller.client._kube import Client
 from pycontroller.client._observe import Write
 from pycontroller.client._resource import Resource
-from pycontroller.controller._finalizer import handle_finalizer
+from pycontroller.controller._finalizer import handle_finalizer, validate_finalizer
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._predicates import Predicate, PredicateLike, as_predicate
 from pycontroller.controller._read_your_writes import ReadYourWrites
@@ -173,9 +173,15 @@ class Controller:
         filled by the test), then call ``reconcile(key)`` (your code only) or
         ``process(key)`` (with the declared finalizer and read-your-own-writes steps).
         ``listers`` must contain ``resource``.
+
+        Raises:
+            ValueError: no lister for ``resource``, or ``finalizer`` is not a
+                domain-prefixed name (``example.com/cleanup``).
         """
         if self.resource not in listers:
             raise ValueError(f"listers must contain the primary resource {self.resource}")
+        if self.finalizer:
+            validate_finalizer(self.finalizer)
         if self.read_your_writes and client is not None:
             client = client.with_write_observer(self._observe_write)
         self._client, self._listers, self._queue = client, dict(listers), queue

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pycontroller._meta import add_finalizer, has_finalizer, remove_finalizer
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import Resource
 from pycontroller.errors import NotFoundError
@@ -22,9 +23,9 @@ from pycontroller.errors import NotFoundError
 Obj = Mapping[str, Any]
 
 
-def _finalizers(obj: Obj) -> list[str]:
-    meta = obj.get("metadata") or {}
-    return [str(f) for f in meta.get("finalizers") or ()]
+def validate_finalizer(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a domain-prefixed qualified name."""
+    add_finalizer({"metadata": {}}, name)
 
 
 def _write(client: Client, resource: Resource, obj: Obj, finalizers: list[str]) -> None:
@@ -43,18 +44,21 @@ def handle_finalizer(client: Client, resource: Resource, name: str, obj: Obj, *,
     Raises:
         Exception: whatever ``cleanup`` raised, or the API error of the patch.
     """
-    finalizers = _finalizers(obj)
+    # A private copy of the list: the cached object is never modified.
+    mine = {"metadata": {"finalizers": list((obj.get("metadata") or {}).get("finalizers")
+                                            or ())}}
     if (obj.get("metadata") or {}).get("deletionTimestamp"):
-        if name not in finalizers:
+        if not has_finalizer(obj, name):
             return True  # ours is done (or was never added): nothing to do while it goes
         cleanup(obj)
+        remove_finalizer(mine, name)
         try:
-            _write(client, resource, obj, [f for f in finalizers if f != name])
+            _write(client, resource, obj, mine["metadata"]["finalizers"])
         except NotFoundError:
             return True
         log.info("finalizer_removed", finalizer=name)
         return True
-    if name not in finalizers:
-        _write(client, resource, obj, [*finalizers, name])
+    if add_finalizer(mine, name):
+        _write(client, resource, obj, mine["metadata"]["finalizers"])
         log.info("finalizer_added", finalizer=name)
     return False

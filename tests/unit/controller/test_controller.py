@@ -292,3 +292,12 @@ def test_reconcile_past_its_timeout_is_logged_and_counted(registry: CollectorReg
     finally:
         controller.gate.set()
         assert controller.stop(5.0)
+
+
+def test_a_finalizer_without_domain_is_refused_at_bind() -> None:
+    class Bad(Controller):
+        resource = PODS
+        finalizer = "cleanup"
+
+    with pytest.raises(ValueError, match="domain prefix"):
+        Bad().bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())})
