@@ -49,9 +49,10 @@ class Manager:
 
     ``run()`` blocks until SIGTERM/SIGINT (or ``stop`` is set) and returns the process
     exit code: 0 after a clean shutdown, 1 if the caches did not sync within
-    ``sync_timeout`` (the error names the resources). On the first signal the workers take
-    no new keys, running reconciles get ``grace_period`` seconds, then informers stop; a
-    second signal exits at once.
+    ``sync_timeout`` (the error names the resources) or an informer died (logged as
+    ``informer_failed`` with the cause; ``/healthz`` fails from then on). On the first
+    signal the workers take no new keys, running reconciles get ``grace_period`` seconds,
+    then informers stop; a second signal exits at once.
 
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
     Pod pass ``":8080"``/``":8081"`` to listen on all interfaces. ``None`` disables one.
@@ -96,7 +97,10 @@ class Manager:
                          else PrometheusMetricsProvider(registry=registry))
         self.factory = SharedInformerFactory(client, namespace=namespace,
                                              resync_period=resync_period,
-                                             metrics=self._metrics)
+                                             metrics=self._metrics,
+                                             on_failure=self._on_informer_failure)
+        self._informer_failed = threading.Event()
+        self._run_stop: threading.Event | None = None
         self._metrics_address = metrics_bind_address
         self._health_address = health_probe_bind_address
         self._sync_timeout = sync_timeout
@@ -244,7 +248,9 @@ class Manager:
         return False, "waiting for leadership" if self._election else "starting"
 
     def healthy(self) -> tuple[bool, str]:
-        """Healthy when every worker lives and none is stuck."""
+        """Healthy when every informer and every worker lives and none is stuck."""
+        for name, exc in self.factory.failures().items():
+            return False, f"informer {name} failed: {type(exc).__name__}: {exc}"
         for controller in self._controllers:
             ok, why = controller.healthy()
             if not ok:
@@ -299,6 +305,7 @@ class Manager:
     def run(self, stop: threading.Event | None = None) -> int:
         """Run until stopped; return the exit code (see the class docstring)."""
         stop = stop or threading.Event()
+        self._run_stop = stop
         self._install_signals(stop)
         self._start_servers()
         for recorder in self._recorders:
@@ -311,13 +318,22 @@ class Manager:
             else:
                 self._stand_for_election(stop)
             stop.wait()
-            return 1 if self._lost_leadership.is_set() else 0
+            failed = self._lost_leadership.is_set() or self._informer_failed.is_set()
+            return 1 if failed else 0
         except CacheSyncTimeoutError as exc:
             self._log.error("cache_sync_timeout", error=str(exc))
             return 1
         finally:
             stop.set()
             self._shutdown()
+
+    def _on_informer_failure(self, informer: Any, exc: BaseException) -> None:
+        # A dead informer starves its controllers: exit non-zero so the Pod restarts.
+        self._log.error("informer_failed", informer=informer.name, error=str(exc),
+                        error_type=type(exc).__name__)
+        self._informer_failed.set()
+        if self._run_stop is not None:
+            self._run_stop.set()
 
     def _start_controllers(self, stop: threading.Event) -> None:
         for controller in self._controllers:
