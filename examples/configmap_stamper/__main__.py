@@ -7,14 +7,20 @@ import sys
 from examples.configmap_stamper.controller import ConfigMapStamper
 from examples.pod_logger.__main__ import configure_logging
 from pycontroller import Manager, connect
+from pycontroller.errors import Error
 
 
 def main() -> int:
-    """Entry point."""
+    """Entry point; a configuration or start-up failure is one line on stderr and exit 1."""
     configure_logging("auto")
-    manager = Manager(connect())
-    manager.add(ConfigMapStamper())
-    return manager.run()
+    try:
+        manager = Manager(connect())
+        manager.add(ConfigMapStamper())
+        return manager.run()
+    except (Error, OSError) as exc:  # no kubeconfig, a port in use
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"configmap-stamper: {' '.join(str(reason).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

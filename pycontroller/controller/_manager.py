@@ -303,14 +303,19 @@ class Manager:
         signal.signal(signal.SIGINT, on_signal)
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Run until stopped; return the exit code (see the class docstring)."""
+        """Run until stopped; return the exit code (see the class docstring).
+
+        Raises:
+            OSError: a probe or metrics server cannot listen on its address (the message
+                names it); everything started so far has been stopped.
+        """
         stop = stop or threading.Event()
         self._run_stop = stop
         self._install_signals(stop)
-        self._start_servers()
-        for recorder in self._recorders:
-            recorder.start()
         try:
+            self._start_servers()  # OSError (port in use) propagates, after the cleanup
+            for recorder in self._recorders:
+                recorder.start()
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
@@ -344,7 +349,10 @@ class Manager:
     def _stand_for_election(self, stop: threading.Event) -> None:
         assert self._election is not None
         namespace, name = self._lease
-        lock = LeaseLock(self._client, namespace, name, self._identity)
+        # One hung request must not eat the renew window (client-go does the same).
+        lock_client = self._client.with_request_timeout(
+            max(1.0, self._election.renew_deadline / 2))
+        lock = LeaseLock(lock_client, namespace, name, self._identity)
 
         status = self._metrics.new_leader_election_status_metric(name)
         status.set(0)
