@@ -20,6 +20,7 @@
     ├── IndexNotFoundError            (also a LookupError) unknown index name
     ├── ControlPlaneError             the local control plane failed to build or start
     ├── LeaderElectionLostError       this process lost its lease
+    ├── TerminalError                 raised by a reconcile: logged and counted, never retried
     └── OwnerReferenceError           (also a ValueError) an owner reference cannot be set
         ├── AlreadyOwnedError         another controller already owns the object
         └── CrossNamespaceOwnerError  owner and object scopes are incompatible
@@ -123,6 +124,16 @@ class ControlPlaneError(Error):
 
 class LeaderElectionLostError(Error):
     """This process lost its leader lease."""
+
+
+class TerminalError(Error):
+    """Raise from ``reconcile`` when retrying cannot help (≙ ``reconcile.TerminalError``).
+
+    The worker logs it (``reconcile_terminal_error``), counts it in
+    ``controller_runtime_terminal_reconcile_errors_total`` and forgets the key instead of
+    retrying it; the key is reconciled again on its next event. Chain the cause with
+    ``raise TerminalError("...") from exc``.
+    """
 
 
 class OwnerReferenceError(Error, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,10 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from pycontroller import Controller, Manager
 from pycontroller._util._wait import wait_for
 from pycontroller.cache import DeletedFinalStateUnknown
 from pycontroller.cache._shared_informer import SharedIndexInformer
@@ -194,3 +198,27 @@ def event(kind: str, /, **fields: Any) -> Callable[[dict[str, Any]], bool]:
         line.get(k) == v for k, v in fields.items())
 
 
+@contextlib.contextmanager
+def running(client: Client, namespace: str, *controllers: Controller,
+            wait_ready: bool = True, registry: CollectorRegistry | None = None,
+            ) -> Iterator[Manager]:
+    """Run a Manager with ``controllers`` in a thread; stop it (and check exit 0) on exit."""
+    mgr = Manager(client, namespace=namespace, registry=registry or CollectorRegistry(),
+                  metrics_bind_address=None, health_probe_bind_address=None,
+                  handle_signals=False)
+    for controller in controllers:
+        mgr.add(controller)
+    stop = threading.Event()
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(mgr.run(stop)),
+                              name="pycontroller-test-manager")
+    thread.start()
+    try:
+        if wait_ready:
+            wait_for(lambda: mgr.ready()[0], timeout=60, message="manager ready")
+        yield mgr
+    finally:
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive()
+    assert code == [0]

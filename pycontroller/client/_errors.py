@@ -46,9 +46,28 @@ def api_error(status: int, body: bytes | dict[str, Any] | None,
         status = 410
     cls = _BY_STATUS.get(status, errors.ServerError if status >= 500 else errors.APIError)
     err = cls(status, reason, message, decoded)
-    if isinstance(err, errors.TooManyRequestsError) and retry_after:
-        try:
-            err.retry_after = float(retry_after)
-        except ValueError:
-            err.retry_after = None
+    if isinstance(err, errors.TooManyRequestsError):
+        err.retry_after = _retry_after(retry_after, decoded)
     return err
+
+
+def _retry_after(header: str | None, status: dict[str, Any] | None) -> float | None:
+    """Seconds from the ``Retry-After`` header, else the Status ``details.retryAfterSeconds``.
+
+    Only a non-negative number of seconds is accepted (the API server never sends an HTTP
+    date here); anything else is ignored.
+    """
+    candidates: list[object] = [header]
+    details = status.get("details") if status else None
+    if isinstance(details, dict):
+        candidates.append(details.get("retryAfterSeconds"))
+    for value in candidates:
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if 0 <= seconds < 86400:
+            return seconds
+    return None

@@ -12,20 +12,25 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, final
 
 import structlog
 
+from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.cache._gc import freeze_cache
-from pycontroller.cache._informer_factory import SharedInformerFactory, wait_for_cache_sync
+from pycontroller.cache._informer_factory import SharedInformerFactory
 from pycontroller.cache._processor import Registration
+from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client._kube import Client
-from pycontroller.controller._controller import Controller
+from pycontroller.client._resource import Resource
+from pycontroller.controller._controller import Controller, Source
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
+from pycontroller.controller._watches import EventSource, obj_of
 from pycontroller.errors import CacheSyncTimeoutError
+from pycontroller.events import EventRecorder
 from pycontroller.leaderelection import (
     LeaderElectionConfig,
     LeaderElector,
@@ -62,6 +67,15 @@ class Manager:
     awaited (as controller-runtime does), so exit the process and let the Pod restart and
     stand for election again.
 
+    Readiness: a controller's workers start only after every informer it uses (primary,
+    ``owns``, ``watches``) has synced and each of its handler registrations has delivered
+    its initial list; ``/readyz`` reports exactly that (and leadership).
+
+    ``clock`` is the time source of the queues, workers, timeouts and sync waits (tests
+    inject a ``FakeClock``). ``factory`` is an escape hatch: controllers never need it,
+    but code may ask it for more informers before ``run`` (they start with the others,
+    and nothing waits for them).
+
     Thread-safety: configure (``add``) from one thread before ``run``; ``ready``/``healthy``
     may be called from any thread.
     """
@@ -74,9 +88,11 @@ class Manager:
         registry: Any = None, handle_signals: bool = True,
         leader_election: LeaderElectionConfig | None = None,
         leader_election_id: str = "", leader_election_namespace: str | None = None,
-        identity: str = "",
+        identity: str = "", clock: Clock = REAL_CLOCK,
     ) -> None:
         self._client = client
+        self._clock = clock
+        self._namespace = namespace
         self._metrics = (PrometheusMetricsProvider() if registry is None
                          else PrometheusMetricsProvider(registry=registry))
         if client.metrics is None:  # the client's rest_client_* metrics go to /metrics too
@@ -94,6 +110,8 @@ class Manager:
         self._handle_signals = handle_signals
         self._controllers: list[Controller] = []
         self._registrations: list[tuple[Controller, Registration]] = []
+        self._resources: dict[str, list[str]] = {}  # controller name -> its resources
+        self._recorders: list[EventRecorder] = []
         self._servers: dict[str, ProbeServer] = {}
         self._started = threading.Event()
         self._log = _log.bind(component="manager")
@@ -113,25 +131,118 @@ class Manager:
         self._elector_stop = threading.Event()
 
     def add(self, controller: Controller) -> None:
-        """Register a controller: its informer, handlers, queue and metrics are wired now."""
-        informer = self.factory.informer_for(
-            controller.resource, namespace=controller.namespace,
-            label_selector=controller.label_selector, field_selector=controller.field_selector,
-            resync_period=controller.resync_period)
+        """Register a controller: its informers, indexers, handlers, queue and metrics.
+
+        One shared informer per (resource, scope) serves the primary, each ``owns`` entry
+        and each ``Watch``; the controller's ``indexers`` are added to them (an index
+        another controller declared under the same name must be the same function).
+
+        Raises:
+            ValueError: a resource declared twice with different scopes, an indexer for a
+                resource the controller does not watch, or a clashing index name.
+        """
+        sources = controller._sources()
+        scopes = [(controller.resource, controller.namespace, controller.label_selector,
+                   controller.field_selector)]
+        scopes += [(s.resource, s.namespace, s.label_selector, s.field_selector)
+                   for s in sources]
+        self._check_declarations(controller, scopes)  # before any informer is made
+        informers: dict[Resource, SharedIndexInformer] = {}
+        made = [self.factory.informer_for(res, namespace=ns, label_selector=labels,
+                                          field_selector=fields,
+                                          resync_period=controller.resync_period)
+                for res, ns, labels, fields in scopes]
+        for (res, *_), inf in zip(scopes, made, strict=True):
+            informers[res] = inf
+        primary, secondary = made[0], made[1:]
+        self._add_indexers(controller, informers)
         queue: RateLimitingQueue[str] = RateLimitingQueue(
-            name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter())
-        controller.bind(client=self._client, lister=informer.lister, queue=queue,
-                        metrics=ControllerMetrics(self._metrics, controller.name))
-        registration = informer.add_event_handler(
-            on_add=controller.on_add, on_update=controller.on_update,
-            on_delete=controller.on_delete)
+            name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
+            clock=self._clock)
+        # Events are written through the plain client: they are not the controller's state.
+        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
+                                 clock=self._clock)
+        controller.bind(client=self._client,
+                        listers={res: inf.lister for res, inf in informers.items()},
+                        queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),
+                        events=recorder, clock=self._clock)
+        self._recorders.append(recorder)
+
+        registrations = self._register(controller, queue, primary, sources, secondary)
+        for inf in informers.values():
+            gauge = self._metrics.new_informer_cache_items_metric(inf.name)
+            lister = inf.lister
+            gauge.set_function(lambda lister=lister: float(len(lister)))  # type: ignore[misc]
         self._controllers.append(controller)
-        self._registrations.append((controller, registration))
+        self._registrations.extend((controller, reg) for reg in registrations)
+        self._resources[controller.name] = sorted(str(r) for r in informers)
+
+    @staticmethod
+    def _register(controller: Controller, queue: RateLimitingQueue[str],
+                  primary: SharedIndexInformer, sources: list[Source],
+                  secondary: list[SharedIndexInformer]) -> list[Registration]:
+        """Add the controller's handlers: its own hooks on the primary, an EventSource each."""
+        def add(obj: Any, is_in_initial_list: bool) -> None:
+            controller._observe_cached(controller.resource, obj, False)
+            controller.on_add(obj, is_in_initial_list)
+
+        def update(old: Any, new: Any) -> None:
+            controller._observe_cached(controller.resource, new, False)
+            controller.on_update(old, new)
+
+        def delete(obj: Any) -> None:
+            last = obj_of(obj)
+            if last is not None:
+                controller._observe_cached(controller.resource, last, True)
+            controller.on_delete(obj)
+
+        registrations = [primary.add_event_handler(on_add=add, on_update=update,
+                                                   on_delete=delete)]
+        for source, inf in zip(sources, secondary, strict=True):
+            handler = EventSource(resource=source.resource, keys=source.keys,
+                                  predicates=source.predicates, enqueue=queue.add,
+                                  observe=controller._observe_cached, name=controller.name)
+            registrations.append(inf.add_event_handler(
+                on_add=handler.on_add, on_update=handler.on_update,
+                on_delete=handler.on_delete))
+        return registrations
+
+    def _check_declarations(self, controller: Controller,
+                            scopes: list[tuple[Resource, str | None, str | None, str | None]],
+                            ) -> None:
+        seen: dict[Resource, tuple[str | None, str | None, str | None]] = {}
+        for resource, namespace, labels, fields in scopes:
+            ns = (namespace or self._namespace) if resource.namespaced else None
+            scope = (ns, labels or None, fields or None)
+            if seen.setdefault(resource, scope) != scope:
+                raise ValueError(f"controller {controller.name} declares {resource} twice "
+                                 "with different scopes")
+        for resource in controller.indexers:
+            if resource not in seen:
+                raise ValueError(f"controller {controller.name} declares indexers for "
+                                 f"{resource}, which it does not watch")
+
+    @staticmethod
+    def _add_indexers(controller: Controller,
+                      informers: Mapping[Resource, SharedIndexInformer]) -> None:
+        for resource, indexers in controller.indexers.items():
+            inf = informers[resource]
+            existing = inf.indexer.get_indexers()
+            new = {}
+            for index_name, fn in indexers.items():
+                if index_name not in existing:
+                    new[index_name] = fn
+                elif existing[index_name] is not fn:
+                    raise ValueError(f"index {index_name!r} on {resource} already exists "
+                                     "with another function (shared informer)")
+            if new:
+                inf.add_indexers(new)
 
     # -- probes ------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
-        """Ready when every controller's handler has seen its initial list."""
-        waiting = [c.name for c, reg in self._registrations if not reg.has_synced()]
+        """Ready when every informer of every controller has synced, every handler has seen
+        its initial list, and the workers run (so: only on the leader)."""
+        waiting = sorted({c.name for c, reg in self._registrations if not reg.has_synced()})
         if waiting:
             return False, f"caches not synced: {', '.join(waiting)}"
         if self._started.is_set():
@@ -205,6 +316,8 @@ class Manager:
         self._install_signals(stop)
         try:
             self._start_servers()  # OSError (port in use) propagates, after the cleanup
+            for recorder in self._recorders:
+                recorder.start()
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
@@ -243,12 +356,17 @@ class Manager:
             max(1.0, self._election.renew_deadline / 2))
         lock = LeaseLock(lock_client, namespace, name, self._identity)
 
+        status = self._metrics.new_leader_election_status_metric(name)
+        status.set(0)
+
         def on_started(leading: threading.Event) -> None:
+            status.set(1)
             self._log.info("leading_started", identity=self._identity)
             # The elector sets ``leading`` the moment it steps down: no key after that.
             self._start_controllers(leading)
 
         def on_stopped() -> None:
+            status.set(0)
             if not stop.is_set() and self._started.is_set():
                 # Lost, not asked to stop: refuse every key now, exit 1 without the grace.
                 self._log.error("leader_election_lost", identity=self._identity)
@@ -258,7 +376,7 @@ class Manager:
                 stop.set()
 
         elector = LeaderElector(lock, self._election, on_started_leading=on_started,
-                                on_stopped_leading=on_stopped)
+                                on_stopped_leading=on_stopped, clock=self._clock)
         self._elector_thread = threading.Thread(
             target=elector.run, args=(self._elector_stop,), daemon=True,
             name=f"pycontroller-manager-election-{name}")
@@ -266,14 +384,20 @@ class Manager:
         self._log.info("leader_election_started", identity=self._identity, lease=name)
 
     def _wait_for_sync(self, stop: threading.Event) -> None:
-        checks = [reg.has_synced for _, reg in self._registrations]
-        if wait_for_cache_sync(stop, *checks, timeout=self._sync_timeout):
+        """Wait (on the injected clock) until every registration has synced."""
+        deadline = self._clock.now() + self._sync_timeout
+        while not all(reg.has_synced() for _, reg in self._registrations):
+            remaining = deadline - self._clock.now()
+            if stop.is_set() or remaining <= 0:
+                break
+            self._clock.sleep(min(0.05, remaining), stop)
+        else:
             freeze_cache()  # once, after every cache is full: full GCs stop walking them
             return
         if stop.is_set():
             return
-        pending = sorted({str(c.resource) for c, reg in self._registrations
-                          if not reg.has_synced()})
+        pending = sorted({f"{c.name} ({', '.join(self._resources[c.name])})"
+                          for c, reg in self._registrations if not reg.has_synced()})
         raise CacheSyncTimeoutError(
             f"caches did not sync within {self._sync_timeout:.0f}s: {', '.join(pending)} "
             "(check RBAC list/watch permissions and the API server)")
@@ -285,6 +409,8 @@ class Manager:
         for controller in self._controllers:
             if not controller.stop(grace) and not lost:
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+        for recorder in self._recorders:  # after the workers: their last events are sent
+            recorder.stop(0.5 if lost else 5.0)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             # After a loss the elector has already stepped down; it may still wait for a

@@ -194,6 +194,42 @@ class ControllerMetricsProvider(Protocol):
         """Seconds per reconcile."""
         ...
 
+    def new_active_workers_metric(self, controller: str) -> Gauge:
+        """Workers currently running a reconcile."""
+        ...
+
+    def new_max_concurrent_reconciles_metric(self, controller: str) -> Gauge:
+        """The configured number of workers."""
+        ...
+
+    def new_terminal_errors_metric(self, controller: str) -> Counter:
+        """Reconciles that raised ``TerminalError`` (never retried)."""
+        ...
+
+    def new_panics_metric(self, controller: str) -> Counter:
+        """Reconciles that raised an unexpected exception (not a pycontroller ``Error``)."""
+        ...
+
+    def new_timeouts_metric(self, controller: str) -> Counter:
+        """Reconciles that ran past the controller's ``reconcile_timeout``."""
+        ...
+
+    def new_read_your_writes_waits_metric(self, controller: str) -> Counter:
+        """Reconciles that waited for the cache to catch up with the controller's writes."""
+        ...
+
+    def new_read_your_writes_timeouts_metric(self, controller: str) -> Counter:
+        """Such waits that hit their bound (the reconcile then ran on the older cache)."""
+        ...
+
+    def new_leader_election_status_metric(self, name: str) -> Gauge:
+        """1 while this process leads the lease ``name``, else 0."""
+        ...
+
+    def new_informer_cache_items_metric(self, informer: str) -> FunctionGauge:
+        """Objects in the cache of ``informer`` (computed when read)."""
+        ...
+
 
 class EventsMetricsProvider(Protocol):
     """Factories for an ``EventRecorder``'s metrics, labelled by its ``component``."""
@@ -333,6 +369,42 @@ class NoopMetricsProvider:
 
     def new_reconcile_time_metric(self, controller: str) -> Histogram:
         """Return a no-op histogram."""
+        return _NOOP_METRIC
+
+    def new_active_workers_metric(self, controller: str) -> Gauge:
+        """Return a no-op gauge."""
+        return _NOOP_METRIC
+
+    def new_max_concurrent_reconciles_metric(self, controller: str) -> Gauge:
+        """Return a no-op gauge."""
+        return _NOOP_METRIC
+
+    def new_terminal_errors_metric(self, controller: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_panics_metric(self, controller: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_timeouts_metric(self, controller: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_read_your_writes_waits_metric(self, controller: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_read_your_writes_timeouts_metric(self, controller: str) -> Counter:
+        """Return a no-op counter."""
+        return _NOOP_METRIC
+
+    def new_leader_election_status_metric(self, name: str) -> Gauge:
+        """Return a no-op gauge."""
+        return _NOOP_METRIC
+
+    def new_informer_cache_items_metric(self, informer: str) -> FunctionGauge:
+        """Return a no-op function gauge."""
         return _NOOP_METRIC
 
     # -- event recorder metrics (EventsMetricsProvider) ----------------------------------

@@ -162,6 +162,15 @@ class _ControllerFamilies:
     reconcile_total: _PromCounter
     reconcile_errors: _PromCounter
     reconcile_time: _PromHistogram
+    active_workers: _PromGauge
+    max_concurrent: _PromGauge
+    terminal_errors: _PromCounter
+    panics: _PromCounter
+    timeouts: _PromCounter
+    ryow_waits: _PromCounter
+    ryow_timeouts: _PromCounter
+    leader_status: _PromGauge
+    cache_items: _PromGauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> _ControllerFamilies:
@@ -178,6 +187,42 @@ class _ControllerFamilies:
                 "controller_runtime_reconcile_time_seconds",
                 "Length of time per reconciliation per controller",
                 _CONTROLLER_LABELS, registry=registry, buckets=_RECONCILE_SECONDS),
+            active_workers=_PromGauge(
+                "controller_runtime_active_workers",
+                "Number of currently used workers per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            max_concurrent=_PromGauge(
+                "controller_runtime_max_concurrent_reconciles",
+                "Maximum number of concurrent reconciles per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            terminal_errors=_PromCounter(
+                "controller_runtime_terminal_reconcile_errors_total",
+                "Total number of terminal reconciliation errors per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            panics=_PromCounter(
+                "controller_runtime_reconcile_panics_total",
+                "Total number of reconciliation panics (unexpected exceptions) per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            timeouts=_PromCounter(
+                "controller_runtime_reconcile_timeouts_total",
+                "Total number of reconciliation timeouts per controller",
+                _CONTROLLER_LABELS, registry=registry),
+            ryow_waits=_PromCounter(
+                "pycontroller_read_your_writes_waits_total",
+                "Reconciles that waited for the cache to reach the controller's own writes",
+                _CONTROLLER_LABELS, registry=registry),
+            ryow_timeouts=_PromCounter(
+                "pycontroller_read_your_writes_timeouts_total",
+                "Waits for the controller's own writes that hit their bound",
+                _CONTROLLER_LABELS, registry=registry),
+            leader_status=_PromGauge(
+                "leader_election_master_status",
+                "Gauge of if the reporting system is master of the relevant lease, "
+                "0 indicates backup, 1 indicates master. 'name' is the string used to "
+                "identify the lease.", _LABELS, registry=registry),
+            cache_items=_PromGauge(
+                "informer_cache_items", "Objects in an informer's cache.",
+                _LABELS, registry=registry),
         )
 
 
@@ -392,6 +437,42 @@ class PrometheusMetricsProvider:
     def new_reconcile_time_metric(self, controller: str) -> Histogram:
         """Return the ``controller_runtime_reconcile_time_seconds`` child."""
         return self._ctl().reconcile_time.labels(controller)
+
+    def new_active_workers_metric(self, controller: str) -> Gauge:
+        """Return the ``controller_runtime_active_workers`` child."""
+        return self._ctl().active_workers.labels(controller)
+
+    def new_max_concurrent_reconciles_metric(self, controller: str) -> Gauge:
+        """Return the ``controller_runtime_max_concurrent_reconciles`` child."""
+        return self._ctl().max_concurrent.labels(controller)
+
+    def new_terminal_errors_metric(self, controller: str) -> Counter:
+        """Return the ``controller_runtime_terminal_reconcile_errors_total`` child."""
+        return self._ctl().terminal_errors.labels(controller)
+
+    def new_panics_metric(self, controller: str) -> Counter:
+        """Return the ``controller_runtime_reconcile_panics_total`` child."""
+        return self._ctl().panics.labels(controller)
+
+    def new_timeouts_metric(self, controller: str) -> Counter:
+        """Return the ``controller_runtime_reconcile_timeouts_total`` child."""
+        return self._ctl().timeouts.labels(controller)
+
+    def new_read_your_writes_waits_metric(self, controller: str) -> Counter:
+        """Return the ``pycontroller_read_your_writes_waits_total`` child."""
+        return self._ctl().ryow_waits.labels(controller)
+
+    def new_read_your_writes_timeouts_metric(self, controller: str) -> Counter:
+        """Return the ``pycontroller_read_your_writes_timeouts_total`` child."""
+        return self._ctl().ryow_timeouts.labels(controller)
+
+    def new_leader_election_status_metric(self, name: str) -> Gauge:
+        """Return the ``leader_election_master_status`` child for lease ``name``."""
+        return self._ctl().leader_status.labels(name)
+
+    def new_informer_cache_items_metric(self, informer: str) -> FunctionGauge:
+        """Return the ``informer_cache_items`` child for ``informer``."""
+        return self._ctl().cache_items.labels(informer)
 
     # -- event recorder metrics (pycontroller.metrics EventsMetricsProvider) -------------
 

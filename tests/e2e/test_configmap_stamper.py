@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from examples.configmap_stamper.controller import ANNOTATION, ConfigMapStamper
 from pycontroller import CONFIGMAPS, Client, Manager
+from pycontroller.client import EVENTS_K8S_IO
 from pycontroller.testing import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -39,3 +40,7 @@ def test_stamps_labelled_configmaps_and_follows_changes(
              timeout=30)
     assert annotation(kube_client, kube_namespace, "ignored") is None
     assert manager.healthy() == (True, "ok")
+    stamped = wait_for(lambda: [e for e in kube_client.list_all(EVENTS_K8S_IO, kube_namespace)
+                                if e.get("reason") == "Stamped"], timeout=30)
+    assert stamped[0]["regarding"]["name"] == "a"
+    assert stamped[0]["reportingController"] == "configmapstamper"

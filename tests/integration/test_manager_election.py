@@ -42,7 +42,8 @@ class Replica:
     def __init__(self, client: Client, namespace: str, identity: str, lease: str,
                  *, controller: Counting | None = None, grace_period: float = 30.0) -> None:
         self.controller = controller or Counting(namespace)
-        self.manager = Manager(client, registry=CollectorRegistry(), handle_signals=False,
+        self.registry = CollectorRegistry()
+        self.manager = Manager(client, registry=self.registry, handle_signals=False,
                                grace_period=grace_period,
                                metrics_bind_address=None, health_probe_bind_address=None,
                                leader_election=FAST, leader_election_id=lease,
@@ -82,6 +83,9 @@ def test_only_the_leader_reconciles_and_the_standby_takes_over(
     wait_for(lambda: f"{kube_namespace}/one" in first.controller.keys, timeout=15)
     assert second.manager.ready() == (False, "waiting for leadership")
     assert second.controller.keys == []  # caches are warm, but it does not work
+    status = {"name": "counting-lease"}
+    assert first.registry.get_sample_value("leader_election_master_status", status) == 1
+    assert second.registry.get_sample_value("leader_election_master_status", status) == 0
     assert first.halt() == 0
     wait_for(lambda: second.manager.ready()[0], timeout=30, message="standby takes over")
     kube_client.create(CONFIGMAPS, {"metadata": {"name": "two"}}, kube_namespace)

@@ -63,7 +63,7 @@ def ctrl(registry: CollectorRegistry) -> Iterator[Scripted]:
     queue: RateLimitingQueue[str] = RateLimitingQueue(
         name="scripted", metrics=provider,
         rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.001, max_delay=0.01))
-    controller.bind(client=cast("Client", None), lister=Lister(ThreadSafeStore()),
+    controller.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())},
                     queue=queue, metrics=ControllerMetrics(provider, "scripted"))
     stop = threading.Event()
     controller.start(stop)
@@ -156,12 +156,159 @@ def test_controller_without_resource_is_rejected() -> None:
         Broken()
 
 
+def sample(registry: CollectorRegistry, name: str) -> float:
+    return registry.get_sample_value(name, {"controller": "scripted"}) or 0.0
+
+
+def test_terminal_error_is_counted_and_not_retried(ctrl: Scripted,
+                                                   registry: CollectorRegistry) -> None:
+    from structlog.testing import capture_logs
+
+    from pycontroller.errors import TerminalError
+
+    ctrl.script["ns/a"] = [TerminalError("bad spec")]
+    with capture_logs() as logs:
+        ctrl.queue.add("ns/a")
+        wait_for(lambda: sample(registry, "controller_runtime_terminal_reconcile_errors_total")
+                 == 1, timeout=5)
+        ctrl.queue.add("ns/b")  # the queue moves on; ns/a is not requeued
+        wait_for(lambda: "ns/b" in ctrl.calls, timeout=5)
+    assert ctrl.calls.count("ns/a") == 1 and ctrl.queue.num_requeues("ns/a") == 0
+    assert [e["key"] for e in logs if e["event"] == "reconcile_terminal_error"] == ["ns/a"]
+    assert count(registry, "error") == 1
+    assert sample(registry, "controller_runtime_reconcile_panics_total") == 0
+
+
+def test_unexpected_exceptions_count_as_panics(ctrl: Scripted,
+                                               registry: CollectorRegistry) -> None:
+    from pycontroller.errors import ConflictError
+
+    ctrl.script["ns/a"] = [KeyError("spec"), ConflictError(409), None]
+    ctrl.queue.add("ns/a")
+    wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    assert sample(registry, "controller_runtime_reconcile_panics_total") == 1
+    assert sample(registry, "controller_runtime_max_concurrent_reconciles") == 4
+    assert sample(registry, "controller_runtime_active_workers") == 0
+
+
+def test_log_is_bound_to_the_key_inside_reconcile() -> None:
+    from structlog.testing import capture_logs
+
+    class Logging(Controller):
+        resource = PODS
+
+        def reconcile(self, key: str) -> Requeue | None:
+            self.log.info("working")
+            return None
+
+    controller = Logging()
+    controller.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())})
+    with capture_logs() as logs:
+        controller.log.info("outside")
+        controller.process("ns/a")
+        controller.process("ns/b")
+    assert [(e["event"], e.get("key")) for e in logs] == [
+        ("outside", None), ("working", "ns/a"), ("working", "ns/b")]
+    assert all(e["controller"] == "logging" for e in logs)
+
+
+class Clocked(Controller):
+    """A controller on a fake clock whose reconcile follows a script."""
+
+    resource = PODS
+
+    def __init__(self, clock: Any, registry: CollectorRegistry) -> None:
+        super().__init__(name="scripted")
+        self.script: list[Any] = []
+        self.calls = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        provider = PrometheusMetricsProvider(registry=registry)
+        queue: RateLimitingQueue[str] = RateLimitingQueue(
+            name="clocked", clock=clock,
+            rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.001, max_delay=0.01,
+                                                           clock=clock))
+        self.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())},
+                  queue=queue, metrics=ControllerMetrics(provider, "scripted"), clock=clock)
+
+    def reconcile(self, key: str) -> Requeue | None:
+        self.calls += 1
+        self.gate.wait(10)
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, Exception):
+            raise step
+        return cast("Requeue | None", step)
+
+
+def test_429_is_retried_no_sooner_than_retry_after(registry: CollectorRegistry) -> None:
+    from pycontroller.errors import TooManyRequestsError
+    from pycontroller.testing import FakeClock
+
+    clock = FakeClock()
+    throttled = TooManyRequestsError(429, "TooManyRequests")
+    throttled.retry_after = 3.0
+    controller = Clocked(clock, registry)
+    try:
+        controller.script = [throttled]
+        stop = threading.Event()
+        controller.start(stop)
+        controller.queue.add("ns/a")
+        wait_for(lambda: controller.calls == 1 and len(controller.queue) == 0
+                 and controller.queue.num_requeues("ns/a") == 1, timeout=5)
+        clock.step(2.9)
+        assert clock.wait_for_waiters(after_step=True)
+        assert controller.calls == 1 and len(controller.queue) == 0
+        clock.step(0.2)
+        wait_for(lambda: controller.calls == 2, timeout=5)
+    finally:
+        assert controller.stop(5.0)
+
+
+def test_reconcile_past_its_timeout_is_logged_and_counted(registry: CollectorRegistry) -> None:
+    from structlog.testing import capture_logs
+
+    from pycontroller.testing import FakeClock
+
+    clock = FakeClock()
+    controller = Clocked(clock, registry)
+    controller.reconcile_timeout = 10.0
+    controller.stuck_after = 30.0
+    controller.gate.clear()
+    try:
+        with capture_logs() as logs:
+            controller.start(threading.Event())
+            controller.queue.add("ns/slow")
+            wait_for(lambda: controller.calls == 1, timeout=5)
+            clock.step(11.0)
+            wait_for(lambda: sample(registry, "controller_runtime_reconcile_timeouts_total")
+                     == 1, timeout=5)
+            assert controller.healthy() == (True, "ok")  # slow, not stuck
+            clock.step(20.0)
+            assert not controller.healthy()[0]  # past stuck_after: /healthz fails
+            controller.gate.set()
+            wait_for(lambda: controller.healthy()[0], timeout=5)
+        timeouts = [e for e in logs if e["event"] == "reconcile_timeout"]
+        assert len(timeouts) == 1 and timeouts[0]["key"] == "ns/slow"  # reported once
+    finally:
+        controller.gate.set()
+        assert controller.stop(5.0)
+
+
+def test_a_finalizer_without_domain_is_refused_at_bind() -> None:
+    class Bad(Controller):
+        resource = PODS
+        finalizer = "cleanup"
+
+    with pytest.raises(ValueError, match="domain prefix"):
+        Bad().bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())})
+
+
 def test_workers_honour_the_stop_event_they_are_given(registry: CollectorRegistry) -> None:
     controller = Scripted()
     controller.workers = 1
     provider = PrometheusMetricsProvider(registry=registry)
     queue: RateLimitingQueue[str] = RateLimitingQueue(name="scripted", metrics=provider)
-    controller.bind(client=cast("Client", None), lister=Lister(ThreadSafeStore()),
+    controller.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())},
                     queue=queue, metrics=ControllerMetrics(provider, "scripted"))
     controller.gate = threading.Event()
     stop = threading.Event()

@@ -1,0 +1,337 @@
+"""Reconcile lifecycle against the real apiserver: the declared finalizer, read your own
+writes, TerminalError, and a 429's Retry-After from a real HTTP answer."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from helpers import running
+from kubernetes import client as k8s_client
+from prometheus_client import CollectorRegistry
+
+from pycontroller import (
+    CONFIGMAPS,
+    Client,
+    Controller,
+    Lister,
+    Predicate,
+    Requeue,
+    connect,
+)
+from pycontroller._util._wait import wait_for
+from pycontroller.cache import ThreadSafeStore
+from pycontroller.errors import ConflictError, NotFoundError, TerminalError
+from pycontroller.workqueue import ItemExponentialFailureRateLimiter, RateLimitingQueue
+
+pytestmark = pytest.mark.integration
+FINALIZER = "example.com/cleanup"
+
+
+class Finalizing(Controller):
+    resource = CONFIGMAPS
+    finalizer = FINALIZER
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+        self.cleanups: list[str] = []
+        self.reconciled: list[str] = []
+
+    def rate_limiter(self) -> Any:
+        return ItemExponentialFailureRateLimiter(base_delay=0.2, max_delay=1.0)
+
+    def reconcile(self, key: str) -> Requeue | None:
+        self.reconciled.append(key)
+        return None
+
+    def cleanup(self, obj: Any) -> None:
+        self.cleanups.append(obj["metadata"]["name"])
+        if len(self.cleanups) <= self.failures:
+            raise RuntimeError("cleanup failed")
+
+
+def finalizers(client: Client, ns: str, name: str) -> list[str] | None:
+    try:
+        obj = client.get(CONFIGMAPS, name, ns)
+    except NotFoundError:
+        return None
+    return list(obj["metadata"].get("finalizers") or [])
+
+
+def test_finalizer_added_cleanup_runs_then_object_goes(
+        kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    controller = Finalizing()
+    with running(kube_client, ns, controller):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "a",
+                                                     "finalizers": ["other/keep"]}}, ns)
+        wait_for(lambda: finalizers(kube_client, ns, "a") == ["other/keep", FINALIZER],
+                 timeout=30)
+        wait_for(lambda: f"{ns}/a" in controller.reconciled, timeout=30)
+        kube_client.delete(CONFIGMAPS, "a", ns)
+        wait_for(lambda: finalizers(kube_client, ns, "a") == ["other/keep"], timeout=30,
+                 message="our finalizer removed, the other kept")
+        assert controller.cleanups == ["a"]
+        kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
+        wait_for(lambda: finalizers(kube_client, ns, "a") is None, timeout=30)
+
+
+def test_failing_cleanup_keeps_the_object_and_is_retried(
+        kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    controller = Finalizing(failures=2)
+    with running(kube_client, ns, controller):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "b"}}, ns)
+        wait_for(lambda: finalizers(kube_client, ns, "b") == [FINALIZER], timeout=30)
+        kube_client.delete(CONFIGMAPS, "b", ns)
+        wait_for(lambda: len(controller.cleanups) >= 1, timeout=30)
+        assert finalizers(kube_client, ns, "b") == [FINALIZER]  # failed: still there
+        wait_for(lambda: finalizers(kube_client, ns, "b") is None, timeout=30,
+                 message="object gone after cleanup succeeded")
+        assert controller.cleanups == ["b", "b", "b"]
+
+
+class DelayedWatch:
+    """Wraps a client: every ConfigMap watch event arrives ``delay`` seconds late."""
+
+    def __init__(self, client: Client, delay: float) -> None:
+        original = client.watch
+
+        def watch(resource: Any, *args: Any, **kwargs: Any) -> Any:
+            stream = original(resource, *args, **kwargs)
+            return _Delayed(stream, delay) if resource == CONFIGMAPS else stream
+        client.watch = watch  # type: ignore[method-assign]
+
+
+class _Delayed:
+    def __init__(self, stream: Any, delay: float) -> None:
+        self._stream, self._delay = stream, delay
+
+    def __iter__(self) -> Iterator[Any]:
+        for event in self._stream:
+            time.sleep(self._delay)
+            yield event
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class Incrementing(Controller):
+    """Each reconcile PUTs ``count + 1`` from the cached object (optimistic concurrency)."""
+
+    resource = CONFIGMAPS
+    # Only the test triggers reconciles: its own writes do not.
+    predicates = (Predicate(update=lambda old, new: False),)
+
+    def __init__(self, read_your_writes: bool) -> None:
+        super().__init__()
+        self.read_your_writes = read_your_writes
+        self.reconciles = 0
+        self.conflicts = 0
+        self.written = 0
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is not None:
+            meta = obj["metadata"]
+            count = int((meta.get("annotations") or {}).get("count", "0"))
+            new = {**obj, "metadata": {**meta, "annotations": {"count": str(count + 1)}}}
+            try:
+                self.client.replace(CONFIGMAPS, new)
+                self.written += 1
+            except ConflictError:
+                self.conflicts += 1  # the cache was older than our own last write
+        self.reconciles += 1
+        return None
+
+
+def increments(kube_control_plane: Any, kube_client: Client, ns: str,
+               read_your_writes: bool, rounds: int = 12) -> tuple[Incrementing, int, Any]:
+    own = connect(kube_control_plane.kubeconfig)
+    DelayedWatch(own, delay=0.3)
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "counter"}}, ns)
+    controller = Incrementing(read_your_writes)
+    registry = CollectorRegistry()
+    try:
+        with running(own, ns, controller, registry=registry):
+            wait_for(lambda: controller.reconciles == 1, timeout=30)
+            for i in range(rounds):  # each trigger right after the previous reconcile
+                controller.queue.add(f"{ns}/counter")
+                want = i + 2
+                wait_for(lambda: controller.reconciles == want, timeout=30)  # noqa: B023
+    finally:
+        own.close()
+    final = kube_client.get(CONFIGMAPS, "counter", ns)["metadata"]["annotations"]["count"]
+    return controller, int(final), registry
+
+
+def test_read_your_own_writes_prevents_stale_reads(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    controller, final, registry = increments(kube_control_plane, kube_client,
+                                             kube_namespace, read_your_writes=True)
+    assert controller.conflicts == 0
+    assert final == controller.reconciles == 13  # no lost increment
+    waits = registry.get_sample_value("pycontroller_read_your_writes_waits_total",
+                                      {"controller": "incrementing"})
+    assert waits is not None and waits >= 10
+    assert registry.get_sample_value("pycontroller_read_your_writes_timeouts_total",
+                                     {"controller": "incrementing"}) == 0
+
+
+def test_without_read_your_own_writes_reconciles_see_stale_state(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    controller, final, _ = increments(kube_control_plane, kube_client, kube_namespace,
+                                      read_your_writes=False)
+    assert controller.conflicts > 0
+    assert final < controller.reconciles  # increments were lost
+
+
+class Terminal(Controller):
+    resource = CONFIGMAPS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def rate_limiter(self) -> Any:
+        return ItemExponentialFailureRateLimiter(base_delay=0.01, max_delay=0.05)
+
+    def reconcile(self, key: str) -> Requeue | None:
+        self.calls.append(key)
+        if key.endswith("/bad"):
+            raise TerminalError("spec can never work")
+        if key.endswith("/flaky") and self.calls.count(key) < 3:
+            raise RuntimeError("transient")
+        return None
+
+
+def test_terminal_error_is_not_retried(kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    controller = Terminal()
+    registry = CollectorRegistry()
+    with running(kube_client, ns, controller, registry=registry):
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "bad"}}, ns)
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "flaky"}}, ns)
+        wait_for(lambda: controller.calls.count(f"{ns}/flaky") == 3, timeout=30)
+        assert controller.calls.count(f"{ns}/bad") == 1
+        assert registry.get_sample_value("controller_runtime_terminal_reconcile_errors_total",
+                                         {"controller": "terminal"}) == 1
+
+
+class _Throttling(http.server.BaseHTTPRequestHandler):
+    """Answers the first GET with 429 + Retry-After: 1, then with a ConfigMap."""
+
+    times: ClassVar[list[float]] = []
+
+    def do_GET(self) -> None:
+        self.times.append(time.monotonic())
+        if len(self.times) == 1:
+            body = (b'{"kind":"Status","apiVersion":"v1","status":"Failure",'
+                    b'"reason":"TooManyRequests","code":429}')
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+        else:
+            body = b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"}}'
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Getting(Controller):
+    resource = CONFIGMAPS
+
+    def reconcile(self, key: str) -> Requeue | None:
+        self.client.get(CONFIGMAPS, "a", "ns")
+        return None
+
+
+def test_429_from_the_server_is_retried_no_sooner_than_retry_after() -> None:
+    _Throttling.times = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    serving = threading.Thread(target=server.serve_forever, name="pycontroller-test-429")
+    serving.start()
+    cfg = k8s_client.Configuration()
+    cfg.host = f"http://127.0.0.1:{server.server_address[1]}"
+    client = Client(cfg)
+    controller = Getting()
+    queue: RateLimitingQueue[str] = RateLimitingQueue(
+        name="getting", rate_limiter=ItemExponentialFailureRateLimiter(base_delay=0.001))
+    controller.bind(client=client, listers={CONFIGMAPS: Lister(ThreadSafeStore())},
+                    queue=queue)
+    controller.start(threading.Event())
+    try:
+        queue.add("ns/a")
+        wait_for(lambda: len(_Throttling.times) == 2, timeout=10)
+        assert _Throttling.times[1] - _Throttling.times[0] >= 1.0
+    finally:
+        controller.stop(5.0)
+        server.shutdown()
+        serving.join()
+        server.server_close()
+        client.close()
+
+
+class Announcing(Controller):
+    resource = CONFIGMAPS
+    workers = 3
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is not None:
+            self.events.normal(obj, "Seen", f"reconciled {key}")
+        return None
+
+
+def test_events_metrics_and_the_manager_wiring(kube_client: Client,
+                                               kube_namespace: str) -> None:
+    from pycontroller.client import EVENTS_K8S_IO
+
+    ns = kube_namespace
+    kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+    registry = CollectorRegistry()
+    with running(kube_client, ns, Announcing(), registry=registry):
+        def posted() -> list[Any]:
+            return [e for e in kube_client.list_all(EVENTS_K8S_IO, ns)
+                    if e.get("reason") == "Seen"]
+        events = wait_for(posted, timeout=30)
+        assert events[0]["reportingController"] == "announcing"
+        assert events[0]["regarding"]["name"] == "a"
+        label = {"controller": "announcing"}
+        assert registry.get_sample_value(
+            "controller_runtime_max_concurrent_reconciles", label) == 3
+        assert registry.get_sample_value("controller_runtime_active_workers", label) == 0
+        caches = {s.labels["name"]: s.value
+                  for m in registry.collect() if m.name == "informer_cache_items"
+                  for s in m.samples}
+        assert any("configmaps" in name and value >= 1 for name, value in caches.items())
+
+
+def test_reconcile_without_a_manager(kube_client: Client, kube_namespace: str) -> None:
+    """The documented way to unit-test a reconcile (docs/tutorial.md)."""
+    from examples.configmap_stamper.controller import ANNOTATION, ConfigMapStamper
+    from pycontroller import EventRecorder
+
+    cm = kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}, "data": {"k": "1"}},
+                            kube_namespace)
+    store: ThreadSafeStore[Any] = ThreadSafeStore()
+    store.add(cm)
+    stamper = ConfigMapStamper()
+    stamper.bind(client=kube_client, listers={CONFIGMAPS: Lister(store)},
+                 events=EventRecorder(kube_client, "stamper"))
+    assert stamper.reconcile(f"{kube_namespace}/a") is None
+    stamped = kube_client.get(CONFIGMAPS, "a", kube_namespace)
+    assert ANNOTATION in stamped["metadata"]["annotations"]
+    store.update(stamped)
+    assert stamper.process(f"{kube_namespace}/a") is None  # already stamped: no write
+    assert kube_client.get(CONFIGMAPS, "a", kube_namespace)["metadata"]["resourceVersion"] \
+        == stamped["metadata"]["resourceVersion"]

@@ -1,0 +1,82 @@
+"""Manager.add wiring without an API server: shared informers, indexers, scope checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s_client
+from prometheus_client import CollectorRegistry
+
+from pycontroller import CONFIGMAPS, PODS, SECRETS, Client, Controller, Manager, Watch
+
+
+def offline_client() -> Client:
+    cfg = k8s_client.Configuration()
+    cfg.host = "http://127.0.0.1:9"  # never contacted: nothing is started
+    return Client(cfg)
+
+
+def manager() -> Manager:
+    return Manager(offline_client(), namespace="ns", registry=CollectorRegistry(),
+                   metrics_bind_address=None, health_probe_bind_address=None,
+                   handle_signals=False)
+
+
+def by_node(obj: Any) -> list[str]:
+    return [obj["spec"]["nodeName"]]
+
+
+class PodsA(Controller):
+    resource = PODS
+    indexers = {PODS: {"by-node": by_node}}  # noqa: RUF012
+
+
+class PodsB(Controller):
+    resource = PODS
+    owns = (SECRETS,)
+    indexers = {PODS: {"by-node": by_node}}  # noqa: RUF012
+
+
+def test_same_scope_shares_one_informer_and_its_indexes() -> None:
+    mgr = manager()
+    a, b = PodsA(), PodsB()
+    mgr.add(a)
+    mgr.add(b)
+    informer = mgr.factory.informer_for(PODS)
+    assert set(informer.indexer.get_indexers()) >= {"by-node"}
+    # Both listers read the same cache (and the owned resource got its own informer).
+    assert a.lister._indexer is b.lister._indexer is informer.indexer
+    assert b.lister_for(SECRETS)._indexer is mgr.factory.informer_for(SECRETS).indexer
+    with pytest.raises(LookupError, match="does not watch"):
+        a.lister_for(SECRETS)
+    assert mgr.ready() == (False, "caches not synced: podsa, podsb")
+
+
+def test_clashing_index_functions_are_refused() -> None:
+    mgr = manager()
+    mgr.add(PodsA())
+
+    class Clash(Controller):
+        resource = PODS
+        indexers = {PODS: {"by-node": lambda obj: []}}  # noqa: RUF012
+
+    with pytest.raises(ValueError, match="already exists"):
+        mgr.add(Clash())
+
+
+def test_indexers_need_a_watched_resource_and_one_scope_per_resource() -> None:
+    class Unwatched(Controller):
+        resource = PODS
+        indexers = {CONFIGMAPS: {"x": by_node}}  # noqa: RUF012
+
+    with pytest.raises(ValueError, match="does not watch"):
+        manager().add(Unwatched())
+
+    class TwoScopes(Controller):
+        resource = CONFIGMAPS
+        label_selector = "a=b"
+        watches = (Watch(CONFIGMAPS, map_to=lambda obj: []),)
+
+    with pytest.raises(ValueError, match="twice"):
+        manager().add(TwoScopes())
