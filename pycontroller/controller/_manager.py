@@ -43,6 +43,13 @@ from pycontroller.workqueue import RateLimitingQueue
 _log = structlog.get_logger(__name__)
 
 
+def _forward(source: threading.Event, target: threading.Event) -> None:
+    """Set ``target`` once ``source`` is set; return as soon as either is."""
+    while not target.wait(0.05):
+        if source.is_set():
+            target.set()
+
+
 @final
 class Manager:
     """Runs controllers with shared informers, probes, metrics and graceful shutdown.
@@ -52,7 +59,8 @@ class Manager:
     ``sync_timeout`` (the error names the resources) or an informer died (logged as
     ``informer_failed`` with the cause; ``/healthz`` fails from then on). On the first
     signal the workers take no new keys, running reconciles get ``grace_period`` seconds,
-    then informers stop; a second signal exits at once.
+    then informers stop; a second signal exits at once. ``run()`` never sets the caller's
+    ``stop``: a failure or a lost lease ends the run through the Manager's own event.
 
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
     Pod pass ``":8080"``/``":8081"`` to listen on all interfaces. ``None`` disables one.
@@ -311,9 +319,16 @@ class Manager:
             OSError: a probe or metrics server cannot listen on its address (the message
                 names it); everything started so far has been stopped.
         """
-        stop = stop or threading.Event()
+        # The Manager's own event: a dead informer or a lost lease sets it, never the
+        # caller's (which may stop other things the caller runs); the caller's is forwarded.
+        caller, stop = stop, threading.Event()
         self._run_stop = stop
         self._install_signals(stop)
+        forward = None
+        if caller is not None:
+            forward = threading.Thread(target=_forward, args=(caller, stop), daemon=True,
+                                       name="pycontroller-manager-stop")
+            forward.start()
         try:
             self._start_servers()  # OSError (port in use) propagates, after the cleanup
             for recorder in self._recorders:
@@ -333,6 +348,8 @@ class Manager:
         finally:
             stop.set()
             self._shutdown()
+            if forward is not None:
+                forward.join()
 
     def _on_informer_failure(self, informer: Any, exc: BaseException) -> None:
         # A dead informer starves its controllers: exit non-zero so the Pod restarts.

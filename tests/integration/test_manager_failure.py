@@ -65,6 +65,8 @@ def test_a_dying_informer_fails_healthz_and_the_manager_exits_non_zero(
             thread = _run(manager, stop, codes)
             thread.join(60)
         assert not thread.is_alive()
+        # The caller's event stays theirs: a failure inside the Manager never sets it.
+        assert not stop.is_set()
     finally:
         stop.set()
     assert codes == [1]
