@@ -68,8 +68,12 @@ class ReadYourWrites:
     Contract: after ``record(K, res, key, rv)``, ``wait(K)`` returns only when the cache
     (``cached(res, key)``) holds that object at ``rv`` or newer (or without it, for a
     recorded delete), when ``timeout`` (of ``clock``) has passed, or when ``close`` was
-    called. Writes to resources ``cached`` does not know (returns ``None`` for a resource
-    the controller does not watch: pass ``watched``) are not recorded.
+    called. An object missing from the cache also counts as caught up once the informer
+    has delivered any event of that resource at ``rv`` or newer: the cache then reflects
+    the write, and the object was deleted after it (a write that removes the last
+    finalizer, say, whose delete event may arrive before the write is recorded).
+    Writes to resources ``cached`` does not know (returns ``None`` for a resource the
+    controller does not watch: pass ``watched``) are not recorded.
 
     Invariants: ``ref in _expect`` ⇔ ``ref in _writers``; ``ref in _by_key[k]`` ⇒
     ``k in _writers[ref]``. Memory is bounded: an expectation is dropped when the informer
@@ -95,6 +99,8 @@ class ReadYourWrites:
         self._writers: dict[Ref, set[str]] = {}  # guarded by _cond
         self._by_key: dict[str, set[Ref]] = {}  # guarded by _cond
         self._closed = False  # guarded by _cond
+        # resource -> newest comparable resourceVersion its informer delivered. guarded by _cond
+        self._delivered: dict[Resource, int] = {}
 
     def __len__(self) -> int:
         """Expectations currently held."""
@@ -130,7 +136,10 @@ class ReadYourWrites:
     def observe(self, resource: Resource, obj: Obj, deleted: bool) -> None:
         """The informer delivered ``obj`` (after caching it); forget what it satisfies."""
         ref = (resource, meta_namespace_key(obj))
+        seen = parse_resource_version(_rv(obj))
         with self._cond:
+            if seen is not None and seen > self._delivered.get(resource, 0):
+                self._delivered[resource] = seen
             expected = self._expect.get(ref)
             if expected is None:
                 return
@@ -180,7 +189,11 @@ class ReadYourWrites:
         cached = self._cached(resource, obj_key)
         if want == _GONE:
             return cached is None
-        return cached is not None and at_least(_rv(cached), want)
+        if cached is not None:
+            return at_least(_rv(cached), want)
+        written = parse_resource_version(want)
+        with self._cond:  # gone: fine once the informer is past the write
+            return written is not None and self._delivered.get(resource, 0) >= written
 
     def _forget_locked(self, ref: Ref) -> None:
         self._expect.pop(ref, None)

@@ -111,6 +111,31 @@ def test_delete_waits_until_the_cache_drops_the_object() -> None:
     assert w.tracker.wait("ns/a") and w.waits.n == 0  # the cache check suffices
 
 
+def test_a_write_whose_delete_event_came_first_does_not_wait() -> None:
+    """Removing the last finalizer deletes the object: its DELETED event can reach the
+    informer before the write is recorded, and the object never appears at that version."""
+    w = World()
+    w.deliver(cm("a", "7"))
+    del w.cache[(CONFIGMAPS, "ns/a")]
+    w.tracker.observe(CONFIGMAPS, cm("a", "9"), True)  # the delete, at its final version
+    w.tracker.record("ns/a", CONFIGMAPS, cm("a", "8"), "ns/a")  # the patch's answer, late
+    assert w.tracker.wait("ns/a") and w.waits.n == 0 and len(w.tracker) == 0
+
+
+def test_a_missing_object_still_waits_while_the_informer_is_behind_the_write() -> None:
+    w = World()
+    w.deliver(cm("b", "5"))  # the informer has seen up to 5 only
+    w.tracker.record("ns/a", CONFIGMAPS, cm("a", "8"), "ns/a")  # created at 8, not cached
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/a")))
+    waiter.start()
+    assert w.clock.wait_for_waiters()
+    assert result == []
+    w.deliver(cm("a", "8"))
+    waiter.join(5)
+    assert result == [True] and w.timeouts.n == 0
+
+
 def test_writes_of_other_keys_do_not_delay_a_key_and_old_entries_expire() -> None:
     w = World()
     w.tracker.record("ns/b", CONFIGMAPS, cm("b", "7"), "ns/b")
