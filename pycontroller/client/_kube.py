@@ -341,7 +341,8 @@ class Client:
         ``apiVersion``/``kind`` default to ``resource``'s. Fields another manager owns
         with a different value make the server refuse with ``ConflictError`` unless
         ``force`` takes them over. Creates the object if it does not exist. Returns the
-        object as stored.
+        object as stored. ``metadata.managedFields`` is left out of the request; a
+        ``metadata.resourceVersion``, when present, makes the apply conditional on it.
 
         Raises:
             ConflictError: a field is owned by another manager (and ``force`` is False).
@@ -371,6 +372,8 @@ class Client:
         if resource.namespaced and not namespace:
             raise ValueError(f"apply to namespaced {resource} needs metadata.namespace")
         body = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+        if "managedFields" in meta:  # never valid in an apply body; objects read back have it
+            body["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
         return self.patch(resource, str(name), body, namespace, patch_type="apply",
                           field_manager=field_manager, force=force or None,
                           subresource=subresource)

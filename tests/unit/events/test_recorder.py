@@ -297,3 +297,24 @@ def test_long_notes_are_cut_to_1024_bytes(make: Callable[..., EventRecorder],
     wait_until(lambda: len(stub.snapshot()) == 1)
     note = stub.snapshot()[0][2]["note"]
     assert len(note.encode()) <= 1024 and note == "é" * 512
+
+
+def test_concurrent_callers_lose_nothing_uncounted(make: Callable[..., EventRecorder],
+                                                   stub: StubClient,
+                                                   registry: CollectorRegistry) -> None:
+    rec = make(buffer_size=50, cache_size=10_000)
+    rec.start()
+
+    def caller(t: int) -> None:
+        for i in range(200):
+            rec.normal(pod(f"p{t}-{i}", uid=f"u{t}-{i}"), "Created", "x")
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rec.stop(timeout=10)
+    written = len(stub.snapshot())
+    assert written + dropped(registry, "buffer_full") == 1600
+    assert len({name for _, name, _ in stub.snapshot()}) == written  # unique names
