@@ -96,7 +96,7 @@ def worker_official(kubeconfig: str, namespace: str) -> dict[str, Any]:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    api = k8s.CoreV1Api(k8s_config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call]
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call, unused-ignore]
     gc.collect()
     before = rss_bytes()
     started = time.perf_counter()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from examples.configmap_stamper.controller import ConfigMapStamper
-from examples.pod_logger.__main__ import configure_logging
 from pycontroller import Manager, connect
+
+from ..pod_logger.__main__ import configure_logging
+from .controller import ConfigMapStamper
 
 
 def main() -> int:

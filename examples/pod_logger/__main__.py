@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import structlog
 
-from examples.pod_logger.controller import PodLogger
-from examples.pod_logger.demo import Workload, start_control_plane
 from pycontroller import Manager, connect, has_config
 from pycontroller.errors import Error
+
+from .controller import PodLogger
+from .demo import Workload, start_control_plane
 
 
 def configure_logging(fmt: str) -> None:

@@ -18,8 +18,6 @@ from urllib.parse import urlencode
 import orjson
 import structlog
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from pycontroller import errors
 from pycontroller.client._errors import api_error
@@ -61,14 +59,19 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     Raises:
         ConfigError: no usable configuration.
     """
+    # Imported here, not at module level: ``kubernetes`` costs ~0.5 s to import, and only
+    # loading a configuration needs it.
+    from kubernetes import client as k8s_client  # noqa: PLC0415
+    from kubernetes import config as k8s_config  # noqa: PLC0415
+
     cfg = k8s_client.Configuration()
     try:
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ \
                 and not os.environ.get("KUBECONFIG"):
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
                 config_file=path, context=context, client_configuration=cfg)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc

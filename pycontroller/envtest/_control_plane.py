@@ -16,17 +16,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import orjson
 import structlog
 
-from pycontroller.envtest import _http
+from pycontroller.envtest import _crds, _http
 from pycontroller.envtest._build import Binaries, build
 from pycontroller.envtest._kwok import Kwok
-from pycontroller.envtest._pki import CertificateAuthority, CertPair, write_service_account_keys
 from pycontroller.envtest._process import ManagedProcess
 from pycontroller.errors import ControlPlaneError
+
+if TYPE_CHECKING:
+    from pycontroller.envtest._pki import CertificateAuthority, CertPair
 
 _log = structlog.get_logger(__name__)
 _HOST = "127.0.0.1"
@@ -50,6 +52,17 @@ def _wait(what: str, check: Callable[[], bool], deadline: float,
             raise ControlPlaneError(f"timed out waiting for {what}")
         time.sleep(delay)  # polling a process we started; no event to wait on
         delay = min(delay * 2, 0.5)
+
+
+def _load_pki() -> Any:
+    """Import the PKI module, which needs the optional ``cryptography`` package."""
+    try:
+        from pycontroller.envtest import _pki  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:
+        raise ControlPlaneError(
+            "the local control plane needs the 'envtest' extra: "
+            "pip install 'pycontroller-kube[envtest]'") from exc
+    return _pki
 
 
 @final
@@ -91,14 +104,15 @@ class ControlPlane:
         """Build (if needed) and start etcd and the apiserver; wait until ready."""
         binaries = self._binaries or build()
         self._binaries = binaries
+        _pki = _load_pki()
         pki = self.workdir / "pki"
         pki.mkdir(parents=True, exist_ok=True)
-        self._ca = CertificateAuthority(pki)
+        self._ca = _pki.CertificateAuthority(pki)
         serving = self._ca.issue("apiserver", "kube-apiserver",
                                  server_hosts=(_HOST, "localhost", "::1"))
         self._admin = self._ca.issue("admin", "pycontroller-admin",
                                      organizations=("system:masters",))
-        sa = write_service_account_keys(pki)
+        sa = _pki.write_service_account_keys(pki)
         deadline = time.monotonic() + self._start_timeout
         try:
             self._start_etcd(binaries.etcd, deadline)
@@ -305,6 +319,25 @@ class ControlPlane:
         """SIGCONT the apiserver after ``pause()``."""
         if self._apiserver is not None:
             self._apiserver.signal(signal.SIGCONT)
+
+    # -- CRDs --------------------------------------------------------------------------
+    def install_crds(self, crds: _crds.CRDSource, *, timeout: float = 60.0,
+                     ) -> list[dict[str, Any]]:
+        """Create (or replace) CRDs; return once each is established and discoverable.
+
+        ``crds`` is a YAML/JSON file, a directory of them (``.yaml``/``.yml``/``.json``,
+        not recursive; documents that are not CRDs are skipped, as envtest's
+        ``CRDDirectoryPaths`` does), or CRD manifests. On return every served version of
+        every CRD is listed by discovery, so ``resource_for`` and informers work at once.
+        Returns the manifests installed.
+
+        Raises:
+            ControlPlaneError: no CRD found, one was refused, or not ready within
+                ``timeout`` seconds.
+        """
+        if self._ca is None:
+            raise ControlPlaneError("the control plane is not started")
+        return _crds.install_crds(self.request, crds, timeout)
 
     # -- kwok --------------------------------------------------------------------------
     def create_node(self, name: str) -> None:

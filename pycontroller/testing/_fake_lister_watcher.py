@@ -1,7 +1,8 @@
 """An in-memory ListerWatcher for unit tests of reflectors and informers.
 
 It keeps objects and a resourceVersion counter, serves LIST pages, and hands out watch
-streams that the test feeds (``emit``), cuts (``close_watches``) or breaks (``fail_watches``).
+streams that the test feeds (``emit``), cuts (``close_watches``) or breaks (``emit`` an
+exception).
 Every request is recorded in ``calls`` so tests can assert what a reflector asked for.
 """
 
@@ -66,7 +67,17 @@ class FakeStream:
 
 @final
 class FakeListerWatcher:
-    """ListerWatcher over an in-memory set of objects of one kind.
+    """ListerWatcher over an in-memory set of objects of one kind, for informer unit tests.
+
+    Test controls: ``upsert``/``remove`` change an object (new resourceVersion) and send
+    ADDED/MODIFIED/DELETED to open watches; ``bookmark`` sends a BOOKMARK; ``emit`` sends a
+    raw event, or an exception the reader raises; ``close_watches`` ends every stream as a
+    server timeout would. ``list_errors``/``watch_errors`` are raised by the next LISTs /
+    WATCH opens; ``page_size_cap`` caps LIST pages; ``watch_list`` chooses how a WatchList
+    (``sendInitialEvents``) request is answered. ``calls`` records every request and
+    ``wait_for_watches`` waits until a number of watches were opened.
+
+    resourceVersions start at 101 and grow by one per change, shared by all objects.
 
     Thread-safety: thread-safe.
     """

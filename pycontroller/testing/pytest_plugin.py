@@ -7,11 +7,19 @@ Fixtures:
         it in tests that need ``restart_apiserver``/``compact_etcd``/``pause``).
     kube_client: a connected admin ``pycontroller.client.Client``.
     kube_namespace: a fresh namespace per test, deleted afterwards.
-    fake_clock: a ``FakeClock``.
+    kube_manager: call it with controllers to run them in a ``Manager`` (namespace
+        ``kube_namespace``) until the test ends; returns the Manager once it is ready.
+    kube_fake_clock: a ``FakeClock``.
 
 Options: ``--kube-backend=envtest|kind|existing`` and ``--kube-config PATH`` (implies
 existing). Under ``CI=true`` a control plane that cannot start fails the tests; elsewhere
 missing binaries skip them with the command that builds them.
+
+Cache mutation check: the plugin turns on the cache mutation detector
+(``PYCONTROLLER_CACHE_MUTATION_DETECTOR=1``) and fails a test during which an informer
+found a cached object changed in place (copy before you change). Mark one test
+``@pytest.mark.allow_cache_mutation`` to exempt it, or set the ini option
+``kube_cache_mutation_check = false`` to switch the check (and the detector's cost) off.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +46,14 @@ from pycontroller.client import (
     Client,
     connect,
 )
+from pycontroller.controller import Controller, Manager
 from pycontroller.envtest import ControlPlane, build, find_binaries
 from pycontroller.errors import ControlPlaneError, NotFoundError
 from pycontroller.testing._fake_clock import FakeClock
+from pycontroller.testing._run import run_manager
 
 _ENV_MUTATION = "PYCONTROLLER_CACHE_MUTATION_DETECTOR"
+_INI_MUTATION = "kube_cache_mutation_check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +70,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where integration tests run (default: envtest)")
     group.addoption("--kube-config", default=None, metavar="PATH",
                     help="run against an existing cluster with this kubeconfig")
+    parser.addini(_INI_MUTATION, type="bool", default=True,
+                  help="fail tests whose handlers mutate cached objects (default: true)")
+
+
+def _mutation_check(config: pytest.Config) -> bool:
+    return bool(config.getini(_INI_MUTATION))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Turn on the cache mutation detector for the whole run."""
-    os.environ.setdefault(_ENV_MUTATION, "1")
+    """Turn on the cache mutation detector for the whole run (unless switched off)."""
+    if _mutation_check(config):
+        os.environ.setdefault(_ENV_MUTATION, "1")
     config.addinivalue_line(
         "markers", "allow_cache_mutation: the test mutates cached objects on purpose")
 
@@ -71,6 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _fail_on_cache_mutation(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test during which an informer reported a mutated cached object."""
+    if not _mutation_check(request.config):
+        yield
+        return
     before = len(detected_mutations())
     yield
     if request.node.get_closest_marker("allow_cache_mutation") is None:
@@ -109,7 +130,7 @@ def _kind_cluster() -> Iterator[ExternalCluster]:
     try:
         from pytest_kind import KindCluster  # noqa: PLC0415 - optional dependency
     except ImportError:
-        pytest.skip("--kube-backend=kind needs 'pip install pycontroller[kind]'")
+        pytest.skip("--kube-backend=kind needs 'pip install pycontroller-kube[kind]'")
     cluster = KindCluster(f"pycontroller-{uuid.uuid4().hex[:6]}")
     cluster.create()
     try:
@@ -180,6 +201,28 @@ def kube_namespace(kube_client: Client) -> Iterator[str]:
 
 
 @pytest.fixture
-def fake_clock() -> FakeClock:
+def kube_manager(kube_client: Client, kube_namespace: str) -> Iterator[Callable[..., Manager]]:
+    """Run controllers in a Manager for the rest of the test; it stops cleanly afterwards.
+
+    ``kube_manager(*controllers, **manager_options)`` builds a ``Manager`` on
+    ``kube_client`` watching ``kube_namespace`` (pass ``namespace=None`` for all), with
+    no HTTP servers and no signal handlers, adds the controllers, starts it, and returns
+    it once its caches have synced and its workers run. Each call starts another Manager.
+    """
+    with contextlib.ExitStack() as stack:
+        def start(*controllers: Controller, **options: Any) -> Manager:
+            options = {"namespace": kube_namespace, "metrics_bind_address": None,
+                       "health_probe_bind_address": None, "handle_signals": False,
+                       **options}
+            manager = Manager(kube_client, **options)
+            for controller in controllers:
+                manager.add(controller)
+            return stack.enter_context(run_manager(manager))
+
+        yield start
+
+
+@pytest.fixture
+def kube_fake_clock() -> FakeClock:
     """A manual clock starting at t=1000."""
     return FakeClock()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,26 +10,16 @@ from prometheus_client import CollectorRegistry
 
 from examples.configmap_stamper.controller import ANNOTATION, ConfigMapStamper
 from pycontroller import CONFIGMAPS, Client, Manager
-from pycontroller._util._wait import wait_for
 from pycontroller.client import EVENTS_K8S_IO
+from pycontroller.testing import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def manager(kube_client: Client, kube_namespace: str) -> Iterator[Manager]:
-    mgr = Manager(kube_client, namespace=kube_namespace, metrics_bind_address=None,
-                  health_probe_bind_address="127.0.0.1:0", registry=CollectorRegistry(),
-                  handle_signals=False)
-    mgr.add(ConfigMapStamper())
-    stop = threading.Event()
-    thread = threading.Thread(target=lambda: mgr.run(stop), name="pycontroller-test-manager")
-    thread.start()
-    wait_for(lambda: mgr.ready()[0], timeout=30, message="manager ready")
-    yield mgr
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+def manager(kube_manager: Callable[..., Manager]) -> Manager:
+    return kube_manager(ConfigMapStamper(), health_probe_bind_address="127.0.0.1:0",
+                        registry=CollectorRegistry())
 
 
 def annotation(client: Client, namespace: str, name: str) -> Any:

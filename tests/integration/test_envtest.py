@@ -188,7 +188,7 @@ def test_kubeconfig_loads_with_official_client(kube_envtest: ControlPlane) -> No
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call, unused-ignore]
         str(kube_envtest.kubeconfig))
     try:
         items = k8s.CoreV1Api(api).list_namespace().items

@@ -207,8 +207,8 @@ def server() -> Server:
 
 # -- acquire / observe / take over ----------------------------------------------------
 def test_first_candidate_creates_the_record_and_leads(
-        server: Server, fake_clock: FakeClock) -> None:
-    me = Candidate(server, "me", fake_clock)
+        server: Server, kube_fake_clock: FakeClock) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     with capture_logs() as logs, running(me):
         assert me.started.wait(5)
         assert me.elector.is_leader() and me.elector.get_leader() == "me"
@@ -223,31 +223,31 @@ def test_first_candidate_creates_the_record_and_leads(
         "leader_observed", "leader_acquired"]
 
 
-def test_leader_renews_every_retry_period(server: Server, fake_clock: FakeClock) -> None:
-    me = Candidate(server, "me", fake_clock)
+def test_leader_renews_every_retry_period(server: Server, kube_fake_clock: FakeClock) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
         assert me.started.wait(5)
-        advance_until(fake_clock, lambda: len(server.writes) >= 6)
+        advance_until(kube_fake_clock, lambda: len(server.writes) >= 6)
         renewals = server.writes
         assert len({w.renew_time for w in renewals}) == len(renewals)
         assert {w.acquire_time for w in renewals} == {renewals[0].acquire_time}
-        assert fake_clock.now() - 1000 <= 5 * CFG.retry_period + 1  # one write per period
+        assert kube_fake_clock.now() - 1000 <= 5 * CFG.retry_period + 1  # one write per period
 
 
 def test_candidate_waits_while_holder_renews_then_takes_over(
-        server: Server, fake_clock: FakeClock) -> None:
+        server: Server, kube_fake_clock: FakeClock) -> None:
     server.put(record("other", transitions=4))
-    me = Candidate(server, "me", fake_clock)
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
-        assert fake_clock.wait_for_waiters(1)
+        assert kube_fake_clock.wait_for_waiters(1)
         # The holder keeps renewing: its record changes every 5 s, we never take over.
         for _ in range(6):
-            advance_by(fake_clock, 5)
+            advance_by(kube_fake_clock, 5)
             server.put(record("other", transitions=4))
         assert not me.started.is_set() and me.elector.get_leader() == "other"
         # It stops. We see its last change at our next attempt, and take over at the first
         # attempt lease_duration after that: never sooner, at most two attempt gaps later.
-        taken = advance_until(fake_clock, me.started.is_set)
+        taken = advance_until(kube_fake_clock, me.started.is_set)
         assert CFG.lease_duration <= taken <= CFG.lease_duration + 2 * MAX_ACQUIRE_GAP + 0.5
         assert server.record is not None
         assert server.record.holder_identity == "me"
@@ -255,57 +255,57 @@ def test_candidate_waits_while_holder_renews_then_takes_over(
     assert me.new_leaders == ["other", "me"]
 
 
-def test_remote_timestamps_are_not_trusted(server: Server, fake_clock: FakeClock) -> None:
+def test_remote_timestamps_are_not_trusted(server: Server, kube_fake_clock: FakeClock) -> None:
     # A record renewed "long ago" by the holder's clock is still valid for a full
     # lease_duration from when we first saw it.
     ancient = datetime(2000, 1, 1, tzinfo=UTC)
     server.put(dataclasses.replace(record("other"), acquire_time=ancient, renew_time=ancient))
-    me = Candidate(server, "me", fake_clock)
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
-        taken = advance_until(fake_clock, me.started.is_set)
+        taken = advance_until(kube_fake_clock, me.started.is_set)
         assert taken >= CFG.lease_duration
 
 
 def test_on_new_leader_fires_once_per_distinct_holder(
-        server: Server, fake_clock: FakeClock) -> None:
+        server: Server, kube_fake_clock: FakeClock) -> None:
     server.put(record("a"))
-    me = Candidate(server, "me", fake_clock)
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
         for holder in ("a", "a", "b", "b", "a"):
-            advance_by(fake_clock, 5)
+            advance_by(kube_fake_clock, 5)
             server.put(record(holder))
-        advance_until(fake_clock, lambda: me.elector.get_leader() == "a")
+        advance_until(kube_fake_clock, lambda: me.elector.get_leader() == "a")
         wait_for(lambda: len(me.new_leaders) >= 3, timeout=5, message="notifications")
     assert me.new_leaders == ["a", "b", "a"]
 
 
-def test_two_candidates_never_lead_together(server: Server, fake_clock: FakeClock) -> None:
-    a, b = Candidate(server, "a", fake_clock), Candidate(server, "b", fake_clock)
+def test_two_candidates_never_lead_together(server: Server, kube_fake_clock: FakeClock) -> None:
+    a, b = Candidate(server, "a", kube_fake_clock), Candidate(server, "b", kube_fake_clock)
     with running(a, b):
-        advance_until(fake_clock, lambda: a.started.is_set() or b.started.is_set(), waiters=2)
+        advance_until(kube_fake_clock, lambda: a.started.is_set() or b.started.is_set(), waiters=2)
         for _ in range(100):
-            settle(fake_clock, 2)
+            settle(kube_fake_clock, 2)
             assert a.elector.is_leader() != b.elector.is_leader()
-            fake_clock.step(0.5)
+            kube_fake_clock.step(0.5)
     assert server.record is not None and server.record.leader_transitions == 0
 
 
 # -- stepping down --------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["error", "hang"])
 def test_leader_steps_down_within_renew_deadline(
-        server: Server, fake_clock: FakeClock, fault: str) -> None:
-    me = Candidate(server, "me", fake_clock)
+        server: Server, kube_fake_clock: FakeClock, fault: str) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     unblock = threading.Event()
     try:
         with capture_logs() as logs, running(me):
             assert me.started.wait(5)
-            advance_until(fake_clock, lambda: len(server.writes) >= 3)
+            advance_until(kube_fake_clock, lambda: len(server.writes) >= 3)
             if fault == "error":
                 server.fail = TransportError("connection refused")
             else:
                 server.block = unblock
-            last_ok = fake_clock.now()  # the last renewal started no later than this
-            advance_until(fake_clock, lambda: me.stopped == 1, step=0.1)
+            last_ok = kube_fake_clock.now()  # the last renewal started no later than this
+            advance_until(kube_fake_clock, lambda: me.stopped == 1, step=0.1)
             assert me.stopped_at is not None
             assert me.stopped_at - last_ok <= CFG.renew_deadline + 0.2
             assert not me.elector.is_leader()
@@ -321,55 +321,55 @@ def test_leader_steps_down_within_renew_deadline(
 
 
 def test_on_stopped_leading_is_called_without_ever_leading(
-        server: Server, fake_clock: FakeClock) -> None:
+        server: Server, kube_fake_clock: FakeClock) -> None:
     server.put(record("other"))
-    me = Candidate(server, "me", fake_clock)
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
-        advance_until(fake_clock, lambda: me.new_leaders == ["other"])
+        advance_until(kube_fake_clock, lambda: me.new_leaders == ["other"])
     assert me.stopped == 1 and not me.started.is_set()
 
 
-def test_errors_are_logged_and_retried(server: Server, fake_clock: FakeClock) -> None:
+def test_errors_are_logged_and_retried(server: Server, kube_fake_clock: FakeClock) -> None:
     server.fail = TransportError("refused")
-    me = Candidate(server, "me", fake_clock)
+    me = Candidate(server, "me", kube_fake_clock)
     with capture_logs() as logs, running(me):
-        advance_until(fake_clock, lambda: sum(
+        advance_until(kube_fake_clock, lambda: sum(
             e["event"] == "leader_election_failed" for e in logs) >= 3)
         server.fail = None
-        advance_until(fake_clock, me.started.is_set)
+        advance_until(kube_fake_clock, me.started.is_set)
     failed = [e for e in logs if e["event"] == "leader_election_failed"]
     assert failed[0]["error_type"] == "TransportError" and failed[0]["log_level"] == "warning"
 
 
-def test_release_on_cancel_empties_the_record(server: Server, fake_clock: FakeClock) -> None:
+def test_release_on_cancel_empties_the_record(server: Server, kube_fake_clock: FakeClock) -> None:
     cfg = dataclasses.replace(CFG, release_on_cancel=True)
-    me = Candidate(server, "me", fake_clock, cfg)
+    me = Candidate(server, "me", kube_fake_clock, cfg)
     with capture_logs() as logs, running(me):
         assert me.started.wait(5)
-        advance_until(fake_clock, lambda: len(server.writes) >= 2)
+        advance_until(kube_fake_clock, lambda: len(server.writes) >= 2)
     assert server.record is not None
     assert server.record.holder_identity == ""
     assert server.record.lease_duration_seconds == 1
     assert server.record.leader_transitions == 0
     assert "leader_released" in [e["event"] for e in logs]
     # A standby takes the released lease at its next attempt.
-    standby = Candidate(server, "standby", fake_clock)
+    standby = Candidate(server, "standby", kube_fake_clock)
     with running(standby):
-        taken = advance_until(fake_clock, standby.started.is_set)
+        taken = advance_until(kube_fake_clock, standby.started.is_set)
         assert taken <= MAX_ACQUIRE_GAP
     assert server.record.holder_identity == "standby"
     assert server.record.leader_transitions == 1
 
 
-def test_no_release_without_the_option(server: Server, fake_clock: FakeClock) -> None:
-    me = Candidate(server, "me", fake_clock)
+def test_no_release_without_the_option(server: Server, kube_fake_clock: FakeClock) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me):
         assert me.started.wait(5)
     assert server.record is not None and server.record.holder_identity == "me"
 
 
-def test_run_twice_at_once_is_refused(server: Server, fake_clock: FakeClock) -> None:
-    me = Candidate(server, "me", fake_clock)
+def test_run_twice_at_once_is_refused(server: Server, kube_fake_clock: FakeClock) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     with running(me) as stop:
         assert me.started.wait(5)
         with pytest.raises(RuntimeError, match="already running"):
@@ -382,8 +382,8 @@ def test_empty_identity_is_refused(server: Server) -> None:
                       on_stopped_leading=lambda: None)
 
 
-def test_logger_is_bound_per_instance(server: Server, fake_clock: FakeClock) -> None:
-    me = Candidate(server, "me", fake_clock)
+def test_logger_is_bound_per_instance(server: Server, kube_fake_clock: FakeClock) -> None:
+    me = Candidate(server, "me", kube_fake_clock)
     with capture_logs() as logs, running(me):
         assert me.started.wait(5)
     acquired = next(e for e in logs if e["event"] == "leader_acquired")
