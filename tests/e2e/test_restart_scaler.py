@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from helpers import Process, event, free_port
+from helpers import Process, apply_manifests, event, free_port
 from prometheus_client import CollectorRegistry
 
 from examples.restart_scaler.controller import (
@@ -35,7 +34,7 @@ from pycontroller import (
 from pycontroller.cache import ThreadSafeStore
 from pycontroller.client import EVENTS_K8S_IO, REPLICASETS, SECRETS
 from pycontroller.envtest import ControlPlane
-from pycontroller.errors import ConflictError, ForbiddenError
+from pycontroller.errors import ForbiddenError
 from pycontroller.testing import run_manager, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -286,25 +285,6 @@ def test_deleted_deployment_and_conflicts_are_handled(
 
 
 # -- the manifests: least privilege, proven by running as the ServiceAccount ---------------
-API = {"Namespace": "/api/v1/namespaces",
-       "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-       "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-       "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-       "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-       "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-       "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments"}
-
-
-def apply_manifests(client: Client, folder: Path) -> None:
-    docs = [d for name in ("deployment.yaml", "rbac.yaml")
-            for d in yaml.safe_load_all((folder / name).read_text()) if d]
-    for doc in sorted(docs, key=lambda d: d["kind"] != "Namespace"):
-        path = API[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
-        dry = "?dryRun=All" if doc["kind"] == "Deployment" else ""  # no controller-manager
-        with contextlib.suppress(ConflictError):
-            client.request("POST", path + dry, body=doc)
-
-
 def test_manifests_rbac_is_enough_and_no_more(
     kube_client: Client, kube_envtest: ControlPlane, kube_namespace: str, node: str,
 ) -> None:
