@@ -155,9 +155,11 @@ class Client:
         for observer in self._observers:
             try:
                 observer(write)
-            except Exception:
-                _log.exception("write_observer_failed", observer=repr(observer), verb=verb,
-                               resource=str(resource))
+            except Exception as exc:
+                # No traceback: its frames hold the written object, which may be a Secret.
+                _log.error("write_observer_failed", observer=getattr(
+                    observer, "__qualname__", type(observer).__name__), verb=verb,
+                    resource=str(resource), error=str(exc), error_type=type(exc).__name__)
         return result
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:

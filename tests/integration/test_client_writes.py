@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from pycontroller import (
     CONFIGMAPS,
@@ -64,7 +65,11 @@ def test_observer_views_chain_share_the_pool_and_survive_a_failing_observer(
     view = kube_client.with_write_observer(lambda w: first.append(w.name))
     chained = view.with_write_observer(broken).with_write_observer(
         lambda w: second.append(w.name))
-    chained.create(CONFIGMAPS, {"metadata": {"name": "chained"}}, kube_namespace)
+    with structlog.testing.capture_logs() as logs:
+        chained.create(CONFIGMAPS, {"metadata": {"name": "chained"}}, kube_namespace)
+    (failed,) = [e for e in logs if e["event"] == "write_observer_failed"]
+    assert (failed["error_type"], failed["verb"]) == ("RuntimeError", "create")
+    assert "exc_info" not in failed  # no traceback: its frames hold the written object
     view.create(CONFIGMAPS, {"metadata": {"name": "first-only"}}, kube_namespace)
     assert first == ["chained", "first-only"] and second == ["chained"]
     chained.close()  # a view does not close the shared pool
