@@ -103,7 +103,9 @@ class Controller:
     reconciles of the key made through ``self.client``.
 
     Attributes set by ``bind`` (the Manager calls it; tests may call it directly):
-    ``client``, ``lister``/``lister_for``, ``queue``, ``events``.
+    ``client``, ``lister``/``lister_for``, ``queue``, ``events``. ``name`` (default: the
+    class name, lower-cased) labels logs and metrics and is the reporting component of
+    the controller's Events, so under a Manager it must be a Kubernetes qualified name.
 
     Thread-safety: hooks run on the informer's handler thread of this controller;
     ``reconcile`` runs on worker threads (concurrently for different keys). Keep shared

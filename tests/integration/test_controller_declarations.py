@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from helpers import running
+from prometheus_client import CollectorRegistry
 
 from pycontroller import (
     CONFIGMAPS,
@@ -16,7 +17,9 @@ from pycontroller import (
     SECRETS,
     Client,
     Controller,
+    Manager,
     Requeue,
+    Resource,
     Watch,
     connect,
     generation_changed,
@@ -233,3 +236,38 @@ def test_workers_wait_for_a_slow_secondary_cache(
     finally:
         slow.gate.set()
         own.close()
+
+
+class NoSuchResource(Controller):
+    resource = CONFIGMAPS
+    watches = (Watch(Resource("example.com", "v1", "nothings", "Nothing"),
+                     map_to=lambda obj: []),)
+
+
+def test_sync_timeout_runs_on_the_injected_clock(kube_client: Client,
+                                                  kube_namespace: str) -> None:
+    from pycontroller.testing import FakeClock
+
+    clock = FakeClock()
+    mgr = Manager(kube_client, namespace=kube_namespace, registry=CollectorRegistry(),
+                  metrics_bind_address=None, health_probe_bind_address=None,
+                  handle_signals=False, sync_timeout=60.0, clock=clock)
+    mgr.add(NoSuchResource())
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(mgr.run()),
+                              name="pycontroller-test-manager")
+    thread.start()
+    try:
+        wait_for(lambda: "nosuchresource" in mgr.ready()[1], timeout=30)
+        assert clock.wait_for_waiters(timeout=30)  # the sync wait sleeps on our clock
+        clock.step(61.0)
+        # Shutdown waits on the same clock too (the event recorders' flush deadline).
+        def returned() -> bool:
+            clock.step(1.0)
+            return bool(code)
+        wait_for(returned, timeout=30, message="run() returned")
+        assert code == [1]  # caches did not sync within 60 s of *this* clock
+    finally:
+        while thread.is_alive():
+            clock.step(10.0)
+            thread.join(0.1)
