@@ -26,7 +26,7 @@ from pycontroller import (
     controller_owner,
 )
 from pycontroller.client import REPLICASETS
-from pycontroller.errors import ConflictError, NotFoundError
+from pycontroller.errors import ConflictError, ForbiddenError, NotFoundError
 
 PREFIX = "restart-scaler.pycontroller.dev"
 MAX_REPLICAS = f"{PREFIX}/max-replicas"  # set by the user on a Deployment
@@ -222,6 +222,12 @@ class RestartScaler(Controller):
             self.client.apply(DEPLOYMENTS, intent, field_manager=self.name, force=True)
         except NotFoundError:
             self.log.info("deployment_missing", deployment=meta["name"])
+            return None
+        except ForbiddenError as exc:
+            # Without the create verb (least privilege), applying to a Deployment deleted
+            # meanwhile is refused as a create: gone, as far as the scaler is concerned.
+            self.log.warning("scale_up_forbidden", deployment=meta["name"],
+                             error=str(exc)[:300])
             return None
         except ConflictError:
             # Changed (or deleted and re-created) since the cache showed it: decide again

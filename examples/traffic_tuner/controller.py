@@ -30,7 +30,7 @@ from pycontroller import (
     annotations_changed,
     split_meta_namespace_key,
 )
-from pycontroller.errors import ConflictError, NotFoundError
+from pycontroller.errors import ConflictError, ForbiddenError, NotFoundError
 
 from .config import ConfigError, TunerConfig, next_state, parse_config, rate
 
@@ -210,7 +210,9 @@ class TrafficTuner(Controller):
                   "data": {config.key: value}}
         try:
             self.client.apply(CONFIGMAPS, intent, field_manager=self.name, force=True)
-        except (NotFoundError, ConflictError) as exc:
+        except (NotFoundError, ConflictError, ForbiddenError) as exc:
+            # Deleted meanwhile: the uid precondition fails, or (without the create verb)
+            # the apply of a missing object is refused as a create.
             self.log.info("configmap_gone", configmap=meta["name"], error=str(exc)[:200])
             return
         how = "no rate yet" if rps is None else f"{rps:.2f} req/s"
