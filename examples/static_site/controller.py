@@ -224,5 +224,6 @@ class StaticSiteController(Controller):
                 removed.append(f"{resource.kind} {name}")
             except NotFoundError:
                 pass
-        self.log.info("site_torn_down", removed=removed)
-        self.events.normal(site, "TornDown", "deleted " + (", ".join(removed) or "nothing"))
+        if removed:  # a repeated teardown (a stale cache) finds nothing left to say
+            self.log.info("site_torn_down", removed=removed)
+            self.events.normal(site, "TornDown", "deleted " + ", ".join(removed))
