@@ -1,21 +1,20 @@
-"""``python -m examples.configmap_stamper``: run the stamper against the configured cluster."""
+"""``python -m examples.configmap_stamper``: run the stamper (the common flags of
+``pycontroller.cli.App``; ``--local`` starts a local control plane)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
-from pycontroller import Manager, connect
+from pycontroller.cli import App
 
-from ..pod_logger.__main__ import configure_logging
 from .controller import ConfigMapStamper
 
 
-def main() -> int:
-    """Entry point."""
-    configure_logging("auto")
-    manager = Manager(connect())
-    manager.add(ConfigMapStamper())
-    return manager.run()
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    return App("configmap-stamper", description=__doc__).run(
+        lambda opts: [ConfigMapStamper()], argv)
 
 
 if __name__ == "__main__":
