@@ -38,6 +38,7 @@ from pycontroller.workqueue import RateLimiter, RateLimitingQueue
 
 _log = structlog.get_logger(__name__)
 Obj = Mapping[str, Any]
+_STOP_POLL = 0.1  # seconds a worker waits for a key before it looks at its stop event again
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,16 +373,22 @@ class Controller:
 
     # -- workers -----------------------------------------------------------------------
     def start(self, stop: threading.Event) -> None:
-        """Start ``workers`` worker threads (and the timeout monitor, if configured)."""
+        """Start ``workers`` worker threads (and the timeout monitor, if configured).
+
+        The workers take no new key once ``stop`` is set: that has the effect of
+        ``stop(grace_period=0)`` on them (a key already handed out is not reconciled, a
+        running reconcile finishes, each worker ends within ``_STOP_POLL`` seconds of the
+        queue's clock). The queue itself is shut down by ``stop()``.
+        """
         workers = max(1, self.workers)
         self._metrics.max_concurrent.set(workers)
         for i in range(workers):
-            self._spawn(self._worker, f"pycontroller-worker-{self.name}-{i}")
+            self._spawn(self._worker, f"pycontroller-worker-{self.name}-{i}", stop)
         if self.reconcile_timeout > 0:
             self._spawn(self._monitor, f"pycontroller-reconcile-monitor-{self.name}")
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, daemon=True, name=name)
+    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=name)
         self._threads.append(thread)
         thread.start()
 
@@ -410,15 +417,18 @@ class Controller:
                 return False, f"reconcile running > {self.stuck_after:.0f}s in {', '.join(stuck)}"
         return True, "ok"
 
-    def _worker(self) -> None:
+    def _worker(self, stop: threading.Event) -> None:
         me = threading.current_thread().name
         queue = self.queue
-        while not self._stopping.is_set():
+        while not self._halted(stop):
             try:
-                key = queue.get()
+                # Bounded wait: the caller's event has no way to wake a blocked get().
+                key = queue.get(timeout=_STOP_POLL)
             except ShutDownError:
                 return
-            if self._stopping.is_set():
+            if key is None:
+                continue
+            if self._halted(stop):
                 queue.done(key)
                 return
             entry = [key, self._clock.now(), False]
@@ -433,6 +443,12 @@ class Controller:
                     self._busy.pop(me, None)
                 self._check_timeout(entry, self._clock.now())
                 queue.done(key)
+
+    def _halted(self, stop: threading.Event) -> bool:
+        """Whether workers must stop taking keys: ``stop()`` was called or ``stop`` is set."""
+        if stop.is_set():
+            self._stopping.set()  # an intended exit: /healthz does not report dead workers
+        return self._stopping.is_set()
 
     def _monitor(self) -> None:
         period = min(1.0, self.reconcile_timeout / 2)

@@ -53,8 +53,11 @@ class Manager:
 
     With ``leader_election`` (and the Lease ``leader_election_id``), every replica fills
     its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
-    have synced and the replica leads. A leader that loses its Lease stops its
-    workers and ``run()`` returns 1, so the Pod restarts and stands for election again.
+    have synced and the replica leads. A leader that loses its Lease hands out no further
+    key from that instant (the workers run with the elector's leading event) and ``run()``
+    returns 1 at once, without the grace period: running reconciles are abandoned, not
+    awaited (as controller-runtime does), so exit the process and let the Pod restart and
+    stand for election again.
 
     Readiness: a controller's workers start only after every informer it uses (primary,
     ``owns``, ``watches``) has synced and each of its handler registrations has delivered
@@ -320,12 +323,17 @@ class Manager:
         def on_started(leading: threading.Event) -> None:
             status.set(1)
             self._log.info("leading_started", identity=self._identity)
-            self._start_controllers(stop)
+            # The elector sets ``leading`` the moment it steps down: no key after that.
+            self._start_controllers(leading)
 
         def on_stopped() -> None:
             status.set(0)
             if not stop.is_set() and self._started.is_set():
-                self._lost_leadership.set()  # lost, not asked to stop: exit 1 and restart
+                # Lost, not asked to stop: refuse every key now, exit 1 without the grace.
+                self._log.error("leader_election_lost", identity=self._identity)
+                self._lost_leadership.set()
+                for controller in self._controllers:
+                    controller.stop(0.0)
                 stop.set()
 
         elector = LeaderElector(lock, self._election, on_started_leading=on_started,
@@ -356,15 +364,19 @@ class Manager:
             "(check RBAC list/watch permissions and the API server)")
 
     def _shutdown(self) -> None:
-        self._log.info("shutdown_started", grace_period=self._grace)
+        lost = self._lost_leadership.is_set()
+        grace = 0.0 if lost else self._grace  # another replica may already be working
+        self._log.info("shutdown_started", grace_period=grace)
         for controller in self._controllers:
-            if not controller.stop(self._grace):
+            if not controller.stop(grace) and not lost:
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
         for recorder in self._recorders:  # after the workers: their last events are sent
-            recorder.stop(5.0)
+            recorder.stop(0.5 if lost else 5.0)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
-            self._elector_thread.join(30.0)
+            # After a loss the elector has already stepped down; it may still wait for a
+            # hung request (bounded by the client's timeout), which must not delay the exit.
+            self._elector_thread.join(1.0 if lost else 30.0)
         self.factory.shutdown(10.0)
         for server in self._servers.values():
             server.stop()

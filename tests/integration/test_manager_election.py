@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pycontroller import CONFIGMAPS, Client, Controller, LeaderElectionConfig, Manager, Requeue
+from pycontroller import (
+    CONFIGMAPS,
+    LEASES,
+    Client,
+    Controller,
+    LeaderElectionConfig,
+    Manager,
+    Requeue,
+)
 from pycontroller._util._wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,10 +39,12 @@ class Counting(Controller):
 
 
 class Replica:
-    def __init__(self, client: Client, namespace: str, identity: str, lease: str) -> None:
-        self.controller = Counting(namespace)
+    def __init__(self, client: Client, namespace: str, identity: str, lease: str,
+                 *, controller: Counting | None = None, grace_period: float = 30.0) -> None:
+        self.controller = controller or Counting(namespace)
         self.registry = CollectorRegistry()
         self.manager = Manager(client, registry=self.registry, handle_signals=False,
+                               grace_period=grace_period,
                                metrics_bind_address=None, health_probe_bind_address=None,
                                leader_election=FAST, leader_election_id=lease,
                                leader_election_namespace=namespace, identity=identity)
@@ -88,3 +99,53 @@ def test_only_the_leader_reconciles_and_the_standby_takes_over(
 def test_leader_election_needs_a_lease_name(kube_client: Client) -> None:
     with pytest.raises(ValueError, match="leader_election_id"):
         Manager(kube_client, leader_election=FAST, registry=CollectorRegistry())
+
+
+class Blocking(Counting):
+    """Reconciles one key at a time; the key ``stuck`` blocks until released."""
+
+    workers = 1
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def reconcile(self, key: str) -> Requeue | None:
+        self.keys.append(key)
+        if key.endswith("/stuck"):
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the reconcile"
+        return None
+
+
+def test_lost_lease_stops_handing_out_keys_and_exits_1_at_once(
+    replicas: list[Replica], kube_client: Client, kube_namespace: str
+) -> None:
+    controller = Blocking(kube_namespace)
+    leader = Replica(kube_client, kube_namespace, "replica-a", "lost-lease",
+                     controller=controller, grace_period=60)
+    replicas.append(leader)
+    try:
+        wait_for(lambda: leader.manager.ready()[0], timeout=30, message="leads")
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "stuck"}}, kube_namespace)
+        assert controller.entered.wait(15)
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "queued"}}, kube_namespace)
+        wait_for(lambda: len(controller.queue) == 1, timeout=15, message="a queued key")
+        # Someone else takes the Lease: our renewals conflict, so we lose it.
+        lease = kube_client.get(LEASES, "lost-lease", kube_namespace)
+        stolen = {**lease, "spec": {**lease["spec"], "holderIdentity": "thief"}}
+        kube_client.replace(LEASES, stolen)
+        stolen_at = time.monotonic()
+        leader.thread.join(30)
+        assert not leader.thread.is_alive(), "run() did not return after losing the lease"
+        # Within the renew deadline plus slack, not after the 60 s grace period.
+        assert time.monotonic() - stolen_at < FAST.renew_deadline + 8
+        assert leader.code == [1]
+        assert controller.queue.shutting_down()
+    finally:
+        controller.release.set()
+    # The abandoned reconcile finishes; the queued key is never handed out.
+    wait_for(lambda: not any(t.is_alive() for t in controller._threads), timeout=15,
+             message="workers ended")
+    assert controller.keys == [f"{kube_namespace}/stuck"]

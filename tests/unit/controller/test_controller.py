@@ -301,3 +301,29 @@ def test_a_finalizer_without_domain_is_refused_at_bind() -> None:
 
     with pytest.raises(ValueError, match="domain prefix"):
         Bad().bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())})
+
+
+def test_workers_honour_the_stop_event_they_are_given(registry: CollectorRegistry) -> None:
+    controller = Scripted()
+    controller.workers = 1
+    provider = PrometheusMetricsProvider(registry=registry)
+    queue: RateLimitingQueue[str] = RateLimitingQueue(name="scripted", metrics=provider)
+    controller.bind(client=cast("Client", None), listers={PODS: Lister(ThreadSafeStore())},
+                    queue=queue, metrics=ControllerMetrics(provider, "scripted"))
+    controller.gate = threading.Event()
+    stop = threading.Event()
+    controller.start(stop)
+    try:
+        queue.add("ns/running")
+        wait_for(lambda: "ns/running" in controller.active, timeout=5)
+        queue.add("ns/queued")  # waits behind the running reconcile
+        stop.set()  # only the event: controller.stop() is not called
+        controller.gate.set()
+        # The running reconcile finishes; no further key is handed out; the workers end.
+        wait_for(lambda: not any(t.is_alive() for t in controller._threads), timeout=5,
+                 message="workers ended after the stop event")
+        assert controller.calls == ["ns/running"]
+        assert controller.healthy() == (True, "ok")  # an intended stop, not dead workers
+    finally:
+        controller.gate.set()
+        assert controller.stop(5.0)
