@@ -21,7 +21,10 @@ NAMESPACE = "demo"
 
 class CounterServer:
     """A Prometheus text endpoint on 127.0.0.1 whose counter grows at ``rps`` per second
-    (change it at any time); ``mode`` "ok", "error" (HTTP 500), "garbage" or "slow"."""
+    (change it at any time); ``mode`` "ok", "error" (HTTP 500), "garbage" or "slow".
+
+    Thread-safe: requests are served on their own threads; the counter is guarded by a
+    lock, ``mode`` is a plain attribute read once per request."""
 
     def __init__(self, rps: float = 0.0) -> None:
         self.rps, self.mode, self.value = rps, "ok", 0.0

@@ -180,7 +180,11 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
 # -- the program -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class LocalCluster:
-    """What ``--local`` started: a control plane with one kwok node, and a client of it."""
+    """What ``--local`` started: a control plane with one kwok node, and a client of it.
+
+    Immutable; the client is thread-safe, the control plane's helpers may be called from
+    any thread.
+    """
 
     plane: ControlPlane
     client: Client

@@ -80,13 +80,13 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def make(stub: StubClient, fake_clock: FakeClock, registry: CollectorRegistry
+def make(stub: StubClient, kube_fake_clock: FakeClock, registry: CollectorRegistry
          ) -> Iterator[Callable[..., EventRecorder]]:
     made: list[EventRecorder] = []
 
     def factory(**kwargs: Any) -> EventRecorder:
         rec = EventRecorder(cast(Client, stub), "test-controller", instance="i-1",
-                            clock=fake_clock,
+                            clock=kube_fake_clock,
                             metrics=PrometheusMetricsProvider(registry=registry), **kwargs)
         made.append(rec)
         return rec
@@ -123,7 +123,7 @@ def test_event_body_is_an_events_k8s_io_v1_event(make: Callable[..., EventRecord
 
 
 def test_repeats_become_one_series(make: Callable[..., EventRecorder], stub: StubClient,
-                                   fake_clock: FakeClock) -> None:
+                                   kube_fake_clock: FakeClock) -> None:
     rec = make()
     for i in range(10):  # resourceVersion changes do not break the series
         rec.warning(pod(rv=str(i)), "BackOff", "restarting")
@@ -131,7 +131,7 @@ def test_repeats_become_one_series(make: Callable[..., EventRecorder], stub: Stu
     wait_until(lambda: len(stub.snapshot()) == 1)
     (verb, name, body), = stub.snapshot()
     assert verb == "create" and "series" not in body
-    fake_clock.step(1.0)  # the series interval: one patch carries the other nine
+    kube_fake_clock.step(1.0)  # the series interval: one patch carries the other nine
     wait_until(lambda: len(stub.snapshot()) == 2)
     verb, patched_name, patch = stub.snapshot()[1]
     assert (verb, patched_name, patch["series"]["count"]) == ("patch", name, 10)
@@ -140,7 +140,7 @@ def test_repeats_become_one_series(make: Callable[..., EventRecorder], stub: Stu
     rec.warning(pod(), "BackOff", "restarting")
     time.sleep(0.1)
     assert len(stub.snapshot()) == 2  # not before the interval has passed
-    fake_clock.step(1.0)
+    kube_fake_clock.step(1.0)
     wait_until(lambda: len(stub.snapshot()) == 3)
     assert stub.snapshot()[2][2]["series"]["count"] == 12
 
@@ -161,12 +161,12 @@ def test_different_messages_reasons_or_types_are_separate_events(
 
 def test_a_repeat_after_the_window_starts_a_new_event(make: Callable[..., EventRecorder],
                                                       stub: StubClient,
-                                                      fake_clock: FakeClock) -> None:
+                                                      kube_fake_clock: FakeClock) -> None:
     rec = make(series_window=360.0)
     rec.start()
     rec.warning(pod(), "BackOff", "x")
     wait_until(lambda: len(stub.snapshot()) == 1)
-    fake_clock.step(361.0)
+    kube_fake_clock.step(361.0)
     rec.warning(pod(), "BackOff", "x")
     wait_until(lambda: len(stub.snapshot()) == 2)
     assert [v for v, _, _ in stub.snapshot()] == ["create", "create"]
@@ -174,7 +174,7 @@ def test_a_repeat_after_the_window_starts_a_new_event(make: Callable[..., EventR
 
 
 def test_token_bucket_bounds_new_events_per_object(make: Callable[..., EventRecorder],
-                                                   stub: StubClient, fake_clock: FakeClock,
+                                                   stub: StubClient, kube_fake_clock: FakeClock,
                                                    registry: CollectorRegistry) -> None:
     rec = make()  # client-go defaults: burst 25, one token per 300 s
     for i in range(40):
@@ -183,31 +183,31 @@ def test_token_bucket_bounds_new_events_per_object(make: Callable[..., EventReco
     rec.start()
     wait_until(lambda: dropped(registry, "rate_limited") == 15)
     assert len(stub.snapshot()) == 26
-    fake_clock.step(299.0)
+    kube_fake_clock.step(299.0)
     rec.warning(pod(), "Late", "still crashing")
     wait_until(lambda: dropped(registry, "rate_limited") == 16)
-    fake_clock.step(2.0)  # 301 s since the burst: one token
+    kube_fake_clock.step(2.0)  # 301 s since the burst: one token
     rec.warning(pod(), "Later", "still crashing")
     wait_until(lambda: len(stub.snapshot()) == 27)
     assert stub.snapshot()[-1][2]["reason"] == "Later"
 
 
 def test_series_update_without_a_token_waits_and_keeps_the_count(
-        make: Callable[..., EventRecorder], stub: StubClient, fake_clock: FakeClock,
+        make: Callable[..., EventRecorder], stub: StubClient, kube_fake_clock: FakeClock,
         registry: CollectorRegistry) -> None:
     rec = make(burst=2, refill_seconds=100.0)
     rec.start()
     rec.warning(pod(), "BackOff", "x")
     wait_until(lambda: len(stub.snapshot()) == 1)
     rec.warning(pod(), "BackOff", "x")
-    fake_clock.step(1.0)
+    kube_fake_clock.step(1.0)
     wait_until(lambda: len(stub.snapshot()) == 2)  # second token: count 2
     for _ in range(5):
         rec.warning(pod(), "BackOff", "x")
-    fake_clock.step(1.0)
+    kube_fake_clock.step(1.0)
     time.sleep(0.2)
     assert len(stub.snapshot()) == 2  # no token
-    fake_clock.step(100.0)
+    kube_fake_clock.step(100.0)
     wait_until(lambda: len(stub.snapshot()) == 3)
     assert stub.snapshot()[2][2]["series"]["count"] == 7
     assert dropped(registry, "rate_limited") == 0
@@ -236,21 +236,21 @@ def test_full_buffer_drops_without_blocking(make: Callable[..., EventRecorder],
 
 def test_patch_of_an_expired_event_creates_it_again(make: Callable[..., EventRecorder],
                                                     stub: StubClient,
-                                                    fake_clock: FakeClock) -> None:
+                                                    kube_fake_clock: FakeClock) -> None:
     rec = make()
     rec.start()
     rec.warning(pod(), "BackOff", "x")
     wait_until(lambda: len(stub.snapshot()) == 1)
     stub.fail.append(NotFoundError(404, "NotFound", "gone"))
     rec.warning(pod(), "BackOff", "x")
-    fake_clock.step(1.0)
+    kube_fake_clock.step(1.0)
     wait_until(lambda: len(stub.snapshot()) == 2)
     verb, _, body = stub.snapshot()[1]
     assert verb == "create" and body["series"]["count"] == 2
 
 
 def test_transient_failures_are_retried_later(make: Callable[..., EventRecorder],
-                                              stub: StubClient, fake_clock: FakeClock) -> None:
+                                              stub: StubClient, kube_fake_clock: FakeClock) -> None:
     rec = make()
     stub.fail.append(ServerError(503, "ServiceUnavailable", "busy"))
     rec.start()
@@ -258,7 +258,7 @@ def test_transient_failures_are_retried_later(make: Callable[..., EventRecorder]
     wait_until(lambda: not stub.fail)
     time.sleep(0.1)
     assert stub.snapshot() == []
-    fake_clock.step(13.0)  # 10 s, jittered by up to 25 %
+    kube_fake_clock.step(13.0)  # 10 s, jittered by up to 25 %
     wait_until(lambda: len(stub.snapshot()) == 1)
 
 
