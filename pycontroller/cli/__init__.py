@@ -9,7 +9,7 @@
     sys.exit(app.run(lambda opts: [RestartScaler(threshold=opts.threshold)]))
 
 Every flag is validated before anything starts; a bad value prints one line
-(``prog: error: ...``) on stderr and exits 2, and a runtime failure the user can fix (an
+(``prog: argument --flag: ...``) on stderr and exits 2, and a runtime failure the user can fix (an
 unreadable kubeconfig, a port in use) prints one line and exits 1 — never a traceback.
 """
 

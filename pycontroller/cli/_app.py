@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
 import math
 import re
@@ -29,6 +30,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -87,13 +89,24 @@ def dns_subdomain(text: str) -> str:
 
 
 def _address(text: str) -> str | None:
-    """``host:port``, ``:port`` (all interfaces), or ``0`` (off) → the address or None."""
+    """``host:port``, ``:port`` (all interfaces), or ``0`` (off) → the address or None.
+    The host is a host name, an IPv4 address or an IPv6 address in brackets; port 0 asks
+    the system for a free port."""
     if text == "0":
         return None
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or " " in host:
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not host:port, :port or 0 (off); the port must be 0-65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an IPv6 address: {host!r}") from None
+    elif host and (len(host) > 253 or not all(_HOST_LABEL.fullmatch(label)
+                                              for label in host.split("."))):
+        raise argparse.ArgumentTypeError(
+            f"not a host name or IPv4 address (IPv6 goes in brackets): {host!r}")
     return text
 
 
@@ -108,8 +121,8 @@ def _label_value(text: str) -> bool:
     return text == "" or (len(text) <= 63 and bool(_NAME.fullmatch(text)))
 
 
-_SET = re.compile(r"\s*(!?)\s*([^\s!=(),]+)\s*"
-                  r"(?:(notin|in)\s*\(([^()]*)\)|(==|=|!=)\s*([^\s,]*))?\s*")
+_SET = re.compile(r"\s*(!?)\s*([^\s!=(),<>]+)\s*"
+                  r"(?:(notin|in)\s*\(([^()]*)\)|(==|=|!=|<|>)\s*([^\s,]*))?\s*")
 
 
 def _selector(text: str) -> str:
@@ -125,6 +138,8 @@ def _selector(text: str) -> str:
             if setop:
                 ok = ok and bool(values.strip()) and all(
                     _label_value(v.strip()) for v in values.split(","))
+            elif op in ("<", ">"):
+                ok = ok and bool(re.fullmatch(r"-?[0-9]+", value))
             elif op:
                 ok = ok and _label_value(value)
             pos = m.end()
@@ -144,10 +159,10 @@ def _kubeconfig(text: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors as one line on stderr, exit status 2."""
+    """Errors as one line on stderr (``prog: message (see --help)``), exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 # -- logging ---------------------------------------------------------------------------

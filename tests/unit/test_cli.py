@@ -43,13 +43,13 @@ def test_good_values(tmp_path: Path) -> None:
     kubeconfig.write_text("{}")
     opts = app().parse([
         "--kubeconfig", str(kubeconfig), "--context", "prod", "--namespace", "shop-1",
-        "--selector", "app=web,tier!=db,env in (a, b),!legacy,example.com/x==y",
-        "--metrics-bind-address", ":9090", "--health-probe-bind-address", "0",
+        "--selector", "app=web,tier!=db,env in (a, b),!legacy,example.com/x==y,gen>3",
+        "--metrics-bind-address", "[::1]:9090", "--health-probe-bind-address", "0",
         "--sync-timeout", "5", "--duration", "0", "--leader-elect",
         "--leader-election-id", "my.lease", "--leader-election-namespace", "ops",
         "--log-format", "json", "--log-level", "debug", "--threshold", "7"])
     assert opts.health_probe_bind_address is None  # 0: off
-    assert opts.metrics_bind_address == ":9090"
+    assert opts.metrics_bind_address == "[::1]:9090"
     assert opts.threshold == 7
 
 
@@ -63,6 +63,9 @@ def test_good_values(tmp_path: Path) -> None:
     (["--selector", "Bad_Prefix/x=y"], "--selector"),
     (["--metrics-bind-address", "8080"], "--metrics-bind-address"),
     (["--metrics-bind-address", "localhost:http"], "--metrics-bind-address"),
+    (["--metrics-bind-address", "bad host:8080"], "--metrics-bind-address"),
+    (["--metrics-bind-address", "[not-v6]:8080"], "--metrics-bind-address"),
+    (["--selector", "replicas>x"], "--selector"),
     (["--health-probe-bind-address", "127.0.0.1:70000"], "--health-probe-bind-address"),
     (["--metrics-bind-address", ":9000", "--health-probe-bind-address", ":9000"], "differ"),
     (["--sync-timeout", "-1"], "--sync-timeout"),
@@ -89,7 +92,7 @@ def test_bad_flags_exit_2_with_one_line(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert err.startswith("demo-ctl: error: ") and fragment in err, err
+    assert err.startswith("demo-ctl: ") and fragment in err, err
     assert "Traceback" not in err
 
 
