@@ -16,6 +16,7 @@ from typing import Any, Final, final
 import structlog
 
 from pycontroller._util._clock import Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.cache._keys import DeletedFinalStateUnknown
 
 _log = structlog.get_logger(__name__)
@@ -150,7 +151,8 @@ class _Listener:
                 else:
                     handler(a, b)
         except Exception:  # a failing handler must not stop the others
-            self._log.exception("handler_failed", notification=("add", "update", "delete")[kind])
+            log_exception(self._log, "handler_failed",
+                          notification=("add", "update", "delete")[kind])
         finally:
             if kind == _ADD and b:
                 with self._cond:

@@ -26,6 +26,7 @@ import structlog
 
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.cache._fifo import Queue
 from pycontroller.cache._reflector_metrics import ReflectorMetrics
 from pycontroller.cache._sync import list_pages, watch_list
@@ -183,7 +184,7 @@ class Reflector:
             try:
                 self._on_watch_error(exc)
             except Exception:
-                self._log.exception("watch_error_handler_failed")
+                log_exception(self._log, "watch_error_handler_failed")
 
     # -- SYNC --------------------------------------------------------------------------
     def _sync(self, stop: threading.Event) -> EventStream | None:
@@ -335,7 +336,7 @@ class Reflector:
             elif event.type == "DELETED":
                 self._store.delete(event.object)
         except Exception:
-            self._log.exception("store_update_failed", type=event.type)
+            log_exception(self._log, "store_update_failed", type=event.type)
 
     # -- helpers threads ---------------------------------------------------------------
     def _close_on_stop(self, stop: threading.Event) -> None:
@@ -355,4 +356,4 @@ class Reflector:
                 self._store.resync()
                 self._log.debug("resync_queued")
             except Exception:
-                self._log.exception("resync_failed")
+                log_exception(self._log, "resync_failed")

@@ -14,6 +14,7 @@ from typing import Any, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.cache._fifo import Delta, DeltaType
 from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._index import NAMESPACE_INDEX, IndexFunc, meta_namespace_index_func
@@ -292,7 +293,7 @@ class SharedIndexInformer:
             except ShutDownError:
                 return
             except Exception:
-                self._log.exception("delta_processing_failed")
+                log_exception(self._log, "delta_processing_failed")
             if stop.is_set() and self._fifo.is_closed() and len(self._fifo) == 0:
                 return
             self.has_synced()

@@ -29,6 +29,7 @@ from pycontroller.client._resource import (
 from pycontroller.client._watch import (
     WatchDecodeError,
     WatchEvent,
+    WatchEventTooLargeError,
     WatchStalledError,
     WatchStream,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "EVENTS", "EVENTS_K8S_IO", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
     "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchStalledError", "WatchStream", "Write", "WriteObserver", "connect",
+    "WatchEvent", "WatchEventTooLargeError", "WatchStalledError", "WatchStream", "Write",
+    "WriteObserver", "connect",
     "has_config", "resource_for",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pycontroller._util._paths import check_path_segment, path_segment_problems
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import BUILTINS, Resource
 from pycontroller.errors import NotFoundError
@@ -17,15 +18,21 @@ def resource_for(client: Client, api_version: str, kind: str) -> Resource:
 
     Raises:
         NotFoundError: the group/version is not served, or serves no such kind.
+        ValueError: the group or version is not a valid URL path segment (nothing is sent).
     """
     builtin = _BUILTIN_BY_KIND.get((api_version, kind))
     if builtin is not None:
         return builtin
     group, _, version = api_version.rpartition("/")
+    if group:
+        check_path_segment("group", group)
+    check_path_segment("version", version)
     path = f"/apis/{group}/{version}" if group else f"/api/{version}"
     doc = client.request("GET", path)
     for entry in doc.get("resources") or []:
-        if entry.get("kind") == kind and "/" not in entry.get("name", ""):
-            return Resource(group, version, entry["name"], kind,
+        name = entry.get("name")
+        if entry.get("kind") == kind and isinstance(name, str) and name \
+                and not path_segment_problems(name):  # "pods/status" is a subresource
+            return Resource(group, version, name, kind,
                             namespaced=bool(entry.get("namespaced")))
     raise NotFoundError(404, "NotFound", f"{api_version} serves no kind {kind}")

@@ -20,12 +20,15 @@ import structlog
 import urllib3
 
 from pycontroller import errors
+from pycontroller._util._paths import check_request_path
 from pycontroller.client._errors import api_error
 from pycontroller.client._observe import Write, WriteObserver, WriteVerb
+from pycontroller.client._proxy import choose_proxy
 from pycontroller.client._resource import Resource
-from pycontroller.client._watch import WatchStalledError, WatchStream
+from pycontroller.client._watch import MAX_EVENT_BYTES, WatchStalledError, WatchStream
 from pycontroller.client._writes import OperationResult
 
+_log = structlog.get_logger(__name__)
 _KEEPALIVE = [
     (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
     (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
@@ -39,7 +42,47 @@ _PATCH_TYPES = {
     "apply": "application/apply-patch+yaml",
 }
 Params = Mapping[str, str | int | bool | None]
-_log = structlog.get_logger(__name__)
+
+
+class _Credential(str):
+    """A header value that keeps its secret out of ``repr`` (so out of rendered frame locals).
+
+    It is still the real string for the HTTP layer; slices stay redacted too, because
+    traceback renderers truncate long strings by slicing before they ``repr``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+    def __getitem__(self, key: Any) -> str:
+        return _Credential(str.__getitem__(self, key))
+
+
+class _UnverifiedHTTPSPool(urllib3.HTTPSConnectionPool):
+    """An HTTPS pool for ``verify_tls=False``: urllib3's checks, minus its per-request warning."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+def _frameless(exc: BaseException) -> BaseException:
+    """Drop the tracebacks of ``exc`` and its chain; return ``exc``.
+
+    A third-party error is translated at this seam; its frames hold request headers and
+    bodies (and, for config loading, kubeconfig credentials), which a traceback renderer
+    showing locals would print. Its type and message stay.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def _query(params: Params) -> str:
@@ -54,10 +97,12 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
     is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
-    ``verify_tls=False`` turns TLS verification off; nothing else does.
+    ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
+    ``insecure-skip-tls-verify`` does, and only when it pins no certificate authority.
 
     Raises:
-        ConfigError: no usable configuration.
+        ConfigError: no usable configuration, or one with both a certificate authority and
+            ``insecure-skip-tls-verify`` (client-go refuses that too).
     """
     # Imported here, not at module level: ``kubernetes`` costs ~0.5 s to import, and only
     # loading a configuration needs it.
@@ -74,7 +119,14 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
                 config_file=path, context=context, client_configuration=cfg)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
-        raise errors.ConfigError(f"no usable Kubernetes configuration: {exc}") from exc
+        raise errors.ConfigError(
+            f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
+    if not cfg.verify_ssl and cfg.ssl_ca_cert:
+        # As client-go: a pinned CA and insecure-skip-tls-verify contradict each other, and
+        # honouring the skip would silently drop the pin.
+        raise errors.ConfigError(
+            "the kubeconfig sets both a certificate authority and insecure-skip-tls-verify; "
+            "remove one (pass verify_tls=False to turn verification off explicitly)")
     if not verify_tls:
         cfg.verify_ssl = False
     return Client(cfg, request_timeout=request_timeout)
@@ -94,13 +146,20 @@ def has_config() -> bool:
 class Client:
     """Raw JSON access to one API server: get, list, watch, create, update, patch, delete.
 
+    ``max_watch_event_bytes`` caps one watch event (one line of the stream); a longer one
+    ends the watch with ``WatchEventTooLargeError``, which makes a reflector relist.
+
     ``with_write_observer`` returns a view of the client (same connection pool) that
     reports every successful write to a callback.
 
     Thread-safety: thread-safe; one connection pool is shared by all threads and views.
     """
 
-    def __init__(self, configuration: Any, *, request_timeout: float = 30.0) -> None:
+    def __init__(self, configuration: Any, *, request_timeout: float = 30.0,
+                 max_watch_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        if max_watch_event_bytes < 1:
+            raise ValueError("max_watch_event_bytes must be positive")
+        self._max_event = max_watch_event_bytes
         cfg = configuration
         self._cfg = cfg
         self.host = str(cfg.host).rstrip("/")
@@ -114,12 +173,17 @@ class Client:
             pool_kw["server_hostname"] = cfg.tls_server_name
         if cfg.assert_hostname is not None:
             pool_kw["assert_hostname"] = cfg.assert_hostname
+        proxy = choose_proxy(cfg)
         self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(cfg.proxy, proxy_headers=cfg.proxy_headers, **pool_kw)
-            if cfg.proxy else urllib3.PoolManager(**pool_kw)
+            urllib3.ProxyManager(proxy, proxy_headers=cfg.proxy_headers, **pool_kw)
+            if proxy else urllib3.PoolManager(**pool_kw)
         )
         if not cfg.verify_ssl:
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            # Said once here, not by urllib3 on every request; for this pool only, so other
+            # HTTPS clients in the process keep their InsecureRequestWarning.
+            _log.warning("tls_verification_disabled", server=self.host)
+            self._pool.pool_classes_by_scheme = {
+                **self._pool.pool_classes_by_scheme, "https": _UnverifiedHTTPSPool}
         self._observers: tuple[WriteObserver, ...] = ()
         self._owns_pool = True
 
@@ -165,11 +229,16 @@ class Client:
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         cfg = self._cfg
         if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)
+            try:  # an exec plugin or token file; its frames hold credentials
+                cfg.refresh_api_key_hook(cfg)
+            except Exception as exc:
+                raise errors.ConfigError(
+                    f"refreshing credentials failed: {type(exc).__name__}: {exc}",
+                ) from _frameless(exc)
         headers = {"Accept": "application/json", "User-Agent": "pycontroller/0.1"}
         auth = cfg.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
-            headers["Authorization"] = auth["value"]
+            headers["Authorization"] = _Credential(auth["value"])
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -177,6 +246,7 @@ class Client:
     def _send(self, method: str, path: str, *, body: bytes | None = None,
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
+        check_request_path(path)
         try:
             resp = self._pool.request(
                 method, self.host + path, body=body, headers=self._headers(content_type),
@@ -184,7 +254,7 @@ class Client:
                 preload_content=not stream, retries=False, redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise errors.TransportError(f"{method} {path}: {exc}") from exc
+            raise errors.TransportError(f"{method} {path}: {exc}") from _frameless(exc)
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()
@@ -195,7 +265,12 @@ class Client:
                 content_type: str = "application/json") -> Any:
         """Send one request to ``path`` (with query) and return the decoded JSON answer.
 
+        ``path`` must start with ``/`` and have no ``.`` or ``..`` segment; build it with
+        ``Resource.path``, which validates every segment.
+
         Raises:
+            ValueError: ``path`` is not of that form (nothing is sent).
+            ConfigError: refreshing the credentials (exec plugin, token file) failed.
             APIError: a typed subclass for the HTTP status.
             TransportError: no HTTP answer.
         """
@@ -267,9 +342,10 @@ class Client:
                 yield from resp.stream(65536, decode_content=True)
             except urllib3.exceptions.ReadTimeoutError as exc:
                 raise WatchStalledError(
-                    f"watch {resource}: silent for {inactivity_timeout:.0f}s") from exc
+                    f"watch {resource}: silent for {inactivity_timeout:.0f}s",
+                ) from _frameless(exc)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                raise errors.TransportError(f"watch {resource}: {exc}") from exc
+                raise errors.TransportError(f"watch {resource}: {exc}") from _frameless(exc)
             finally:
                 resp.release_conn()
 
@@ -293,7 +369,7 @@ class Client:
                 with contextlib.suppress(OSError):
                     sock.settimeout(seconds)
 
-        return WatchStream(chunks(), close, set_timeout)
+        return WatchStream(chunks(), close, set_timeout, self._max_event)
 
     # -- writes ------------------------------------------------------------------------
     def create(self, resource: Resource, obj: Mapping[str, Any],

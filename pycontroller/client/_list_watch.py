@@ -48,7 +48,14 @@ class ListerWatcher(Protocol):
 class ListWatch:
     """The ListerWatcher for ``resource`` through ``client``, optionally scoped.
 
+    A namespace is checked on construction (as every URL path segment), so a bad one
+    fails here rather than in every retry of a reflector.
+
     Thread-safety: thread-safe (stateless over a thread-safe Client).
+
+    Raises:
+        ValueError: ``namespace`` is ``.`` or ``..`` or contains ``/`` or ``%``, or is
+            given for a cluster-scoped resource.
     """
 
     client: Client
@@ -56,6 +63,10 @@ class ListWatch:
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.namespace:
+            self.resource.path(self.namespace)  # raises ValueError when invalid
 
     @property
     def description(self) -> str:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from pycontroller._util._paths import check_path_segment
+
 
 @dataclass(frozen=True, slots=True)
 class Resource:
     """A REST resource: group, version, plural name, kind and whether it is namespaced.
 
     Immutable and hashable, so it can key informer maps. Thread-safe.
+
+    Invariants: ``version`` and ``plural`` (and ``group`` unless empty) are valid URL path
+    segments: not ``.`` or ``..``, no ``/`` or ``%`` (checked on construction, as every
+    part of ``path``).
     """
 
     group: str
@@ -18,6 +24,12 @@ class Resource:
     plural: str
     kind: str
     namespaced: bool = True
+
+    def __post_init__(self) -> None:
+        if self.group:
+            check_path_segment("group", self.group)
+        check_path_segment("version", self.version)
+        check_path_segment("resource", self.plural)
 
     @property
     def api_version(self) -> str:
@@ -28,24 +40,29 @@ class Resource:
              subresource: str | None = None) -> str:
         """The URL path for the collection, or one object when ``name`` is given.
 
+        Every part is checked as client-go's ``IsValidPathSegmentName`` does, so no name
+        taken from user input can reach another URL (``..`` would be the collection's parent).
+
         Raises:
-            ValueError: a namespace was given for a cluster-scoped resource, or a name or
-                namespace is empty.
+            ValueError: a namespace was given for a cluster-scoped resource, a name or
+                namespace is empty, or a name, namespace or subresource is ``.`` or ``..``
+                or contains ``/`` or ``%``.
         """
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if namespace is not None:
             if not self.namespaced:
                 raise ValueError(f"{self.plural} is cluster-scoped; no namespace allowed")
-            if not namespace:
-                raise ValueError("namespace must not be empty")
+            check_path_segment("namespace", namespace)
             base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
+        if name is None and subresource:
+            raise ValueError("a subresource needs a name")
         if name is not None:
-            if not name:
-                raise ValueError("name must not be empty")
+            check_path_segment("name", name)
             base += f"/{quote(name, safe='')}"
-            if subresource:
-                base += f"/{subresource}"
+            if subresource:  # "" means none, as before
+                check_path_segment("subresource", subresource)
+                base += f"/{quote(subresource, safe='')}"
         return base
 
     def __str__(self) -> str:

@@ -12,6 +12,8 @@ from pycontroller.errors import Error, TransportError
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
 _TYPES = frozenset(("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"))
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The largest watch event (one line) accepted, as client-go's streaming decoder (16 MiB)."""
 
 
 class WatchStalledError(TransportError):
@@ -20,6 +22,13 @@ class WatchStalledError(TransportError):
 
 class WatchDecodeError(Error):
     """A watch line was not a JSON watch event; the stream cannot be trusted any more."""
+
+
+class WatchEventTooLargeError(WatchDecodeError):
+    """One watch event grew past the size cap before its line ended; the stream is dropped.
+
+    A reflector treats it like any undecodable line: it backs off and relists.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,50 +42,76 @@ class WatchEvent:
 def decode_event(line: bytes) -> WatchEvent:
     """Decode one watch line.
 
+    Error messages give the line's length and the parser's complaint, never its bytes:
+    the line may hold a Secret, and the message is logged.
+
     Raises:
         WatchDecodeError: malformed JSON, an unknown type, or no object.
     """
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise WatchDecodeError(f"malformed watch line: {line[:200]!r}") from exc
+        raise WatchDecodeError(f"malformed watch line ({len(line)} bytes): {exc}") from None
     if not isinstance(raw, dict):
-        raise WatchDecodeError(f"watch line is not an object: {line[:200]!r}")
+        raise WatchDecodeError(
+            f"watch line is a JSON {type(raw).__name__}, not an object ({len(line)} bytes)")
     kind, obj = raw.get("type"), raw.get("object")
     if kind not in _TYPES or not isinstance(obj, dict):
-        raise WatchDecodeError(f"not a watch event: {line[:200]!r}")
+        plain = isinstance(kind, str) and kind.isascii() and kind.isupper() and len(kind) < 20
+        shown = repr(kind) if plain else f"<{type(kind).__name__}>"
+        raise WatchDecodeError(f"not a watch event: type {shown}, object "
+                               f"{type(obj).__name__} ({len(line)} bytes)")
     return WatchEvent(kind, obj)
 
 
-def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Yield complete lines from byte chunks as soon as each line is complete."""
-    pending = b""
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_EVENT_BYTES) -> Iterator[bytes]:
+    """Yield complete lines from byte chunks as soon as each line is complete.
+
+    Linear in the bytes received, however a line is cut into chunks: the pieces of an
+    unfinished line are kept in a list and joined once, when its newline arrives.
+
+    Raises:
+        WatchEventTooLargeError: a line exceeded ``max_line`` bytes (checked as it grows,
+            so at most ``max_line`` plus one chunk is ever held).
+    """
+    parts: list[bytes] = []
+    size = 0
     for chunk in chunks:
-        if not chunk:
-            continue
-        pending += chunk
-        if b"\n" not in chunk:
-            continue
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
+        start = 0
+        while start < len(chunk):
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            size += len(piece)
+            if size > max_line:
+                raise WatchEventTooLargeError(
+                    f"watch event larger than {max_line} bytes; dropping the stream")
+            if end < 0:
+                parts.append(piece)
+                break
+            line = b"".join((*parts, piece)) if parts else piece
+            parts, size = [], 0
+            if line and not line.isspace():
                 yield line
-    if pending.strip():
-        yield pending
+            start = end + 1
+    line = b"".join(parts)
+    if line and not line.isspace():
+        yield line
 
 
 class WatchStream:
     """An open watch: iterate for events; ``close()`` (from any thread) ends it.
 
     Iteration ends when the server closes the stream. Errors from the transport surface
-    as ``pycontroller.errors.TransportError``; a malformed line as ``WatchDecodeError``.
+    as ``pycontroller.errors.TransportError``; a malformed line as ``WatchDecodeError``, an
+    event longer than ``max_event_bytes`` as its subclass ``WatchEventTooLargeError``.
 
     Thread-safety: iterate from one thread; ``close`` may be called from another.
     """
 
     def __init__(self, chunks: Iterable[bytes], close: Callable[[], None],
-                 set_timeout: Callable[[float], None] | None = None) -> None:
-        self._lines = split_lines(chunks)
+                 set_timeout: Callable[[float], None] | None = None,
+                 max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._lines = split_lines(chunks, max_event_bytes)
         self._close = close
         self._set_timeout = set_timeout
         self.closed = False

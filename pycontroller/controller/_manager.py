@@ -31,7 +31,12 @@ from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._watches import EventSource, obj_of
 from pycontroller.errors import CacheSyncTimeoutError
 from pycontroller.events import EventRecorder
-from pycontroller.leaderelection import LeaderElectionConfig, LeaderElector, LeaseLock
+from pycontroller.leaderelection import (
+    LeaderElectionConfig,
+    LeaderElector,
+    LeaseLock,
+    in_cluster_namespace,
+)
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider, exposition
 from pycontroller.workqueue import RateLimitingQueue
 
@@ -51,7 +56,9 @@ class Manager:
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
     Pod pass ``":8080"``/``":8081"`` to listen on all interfaces. ``None`` disables one.
 
-    With ``leader_election`` (and the Lease ``leader_election_id``), every replica fills
+    With ``leader_election`` (and the Lease ``leader_election_id``, in
+    ``leader_election_namespace``: by default the Pod's own namespace, read from its
+    service-account mount; outside a Pod it must be given), every replica fills
     its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
     have synced and the replica leads. A leader that loses its Lease hands out no further
     key from that instant (the workers run with the elector's leading event) and ``run()``
@@ -79,7 +86,7 @@ class Manager:
         sync_timeout: float = 120.0, grace_period: float = 30.0,
         registry: Any = None, handle_signals: bool = True,
         leader_election: LeaderElectionConfig | None = None,
-        leader_election_id: str = "", leader_election_namespace: str = "default",
+        leader_election_id: str = "", leader_election_namespace: str | None = None,
         identity: str = "", clock: Clock = REAL_CLOCK,
     ) -> None:
         self._client = client
@@ -104,8 +111,14 @@ class Manager:
         self._log = _log.bind(component="manager")
         if leader_election is not None and not leader_election_id:
             raise ValueError("leader_election needs leader_election_id (the Lease name)")
+        lease_namespace = leader_election_namespace or ""
+        if leader_election is not None and not lease_namespace:
+            lease_namespace = in_cluster_namespace() or ""
+            if not lease_namespace:  # as controller-runtime: never guess "default"
+                raise ValueError("leader_election needs leader_election_namespace when not "
+                                 "running in a Pod (no service-account namespace file)")
         self._election = leader_election
-        self._lease = (leader_election_namespace, leader_election_id)
+        self._lease = (lease_namespace, leader_election_id)
         self._identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         self._lost_leadership = threading.Event()
         self._elector_thread: threading.Thread | None = None

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -94,23 +95,51 @@ def cache_key(src: Path) -> str:
     return f"k8s-{KUBE_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}-{digest.hexdigest()[:12]}"
 
 
+def check_trusted(path: Path) -> Path:
+    """Return ``path`` if no other local user can replace the executable it names.
+
+    The file (symlinks followed) and its folder must belong to us or root and must not be
+    writable by group or others: whoever can swap a binary runs code as the test user.
+
+    Raises:
+        ControlPlaneError: either is owned by another user or writable by others.
+    """
+    real = path.resolve()
+    for item in (real, real.parent):
+        info = item.stat()
+        if info.st_uid not in (0, os.getuid()):
+            raise ControlPlaneError(
+                f"refusing to run {path}: {item} belongs to another user (uid {info.st_uid})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ControlPlaneError(
+                f"refusing to run {path}: {item} is writable by other users")
+    return path
+
+
 def _from_assets(assets: Path) -> Binaries:
     api, etcd, kwok = (assets / n for n in ("kube-apiserver", "etcd", "kwok"))
     for path in (api, etcd):
         if not os.access(path, os.X_OK):
             raise ControlPlaneError(f"KUBEBUILDER_ASSETS={assets} has no executable {path.name}")
-    return Binaries(api, etcd, kwok if os.access(kwok, os.X_OK) else None)
+        check_trusted(path)
+    has_kwok = os.access(kwok, os.X_OK)
+    return Binaries(api, etcd, check_trusted(kwok) if has_kwok else None)
 
 
 def find_binaries() -> Binaries | None:
-    """Return the binaries if present (assets or cache), without building."""
+    """Return the binaries if present (assets or cache), without building.
+
+    Raises:
+        ControlPlaneError: a binary is missing from ``KUBEBUILDER_ASSETS``, or one found
+            could be replaced by another local user (see ``check_trusted``).
+    """
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         return _from_assets(Path(assets))
     out = cache_root() / cache_key(source_dir())
     paths = [out / t.name for t in _TARGETS]
     if all(os.access(p, os.X_OK) for p in paths):
-        return Binaries(paths[0], paths[1], paths[2])
+        return Binaries(*(check_trusted(p) for p in paths))
     return None
 
 

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, final
 import orjson
 import structlog
 
+from pycontroller._util._paths import check_path_segment
 from pycontroller.envtest import _crds, _http
 from pycontroller.envtest._build import Binaries, build
+from pycontroller.envtest._files import private_dir, write_file
 from pycontroller.envtest._kwok import Kwok
 from pycontroller.envtest._process import ManagedProcess
 from pycontroller.errors import ControlPlaneError
@@ -69,6 +71,11 @@ def _load_pki() -> Any:
 class ControlPlane:
     """etcd + kube-apiserver for tests and demos, started by ``start()``.
 
+    etcd serves TLS only and requires a client certificate from its own CA, which signs
+    one client certificate: the apiserver's (this object uses it too, for the etcd fault
+    helpers). Keys are created 0600 in a 0700 folder; no file in the workdir is written
+    through a symlink.
+
     The apiserver runs with RBAC, a service-account issuer, ``--watch-cache=false`` by
     default (so a watch from a compacted resourceVersion gets 410 Gone straight from etcd;
     pass ``watch_cache=True`` for the server's normal cache and WatchList support) and the
@@ -97,6 +104,9 @@ class ControlPlane:
         self._kwok: Kwok | None = None
         self._ca: CertificateAuthority | None = None
         self._admin: CertPair | None = None
+        self._etcd_ca: CertificateAuthority | None = None
+        self._etcd_serving: CertPair | None = None
+        self._etcd_client: CertPair | None = None
         self.kubeconfig = self.workdir / "admin.kubeconfig"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -105,9 +115,15 @@ class ControlPlane:
         binaries = self._binaries or build()
         self._binaries = binaries
         _pki = _load_pki()
-        pki = self.workdir / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
+        pki = private_dir(self.workdir / "pki")
         self._ca = _pki.CertificateAuthority(pki)
+        # etcd trusts only its own CA, so no certificate from the main CA (admin, users)
+        # can reach it; the apiserver holds the only client certificate it signs.
+        self._etcd_ca = _pki.CertificateAuthority(pki / "etcd", "pycontroller-envtest-etcd-ca")
+        self._etcd_serving = self._etcd_ca.issue("etcd", "etcd", server_hosts=(_HOST,),
+                                                 client_auth=True)
+        self._etcd_client = self._etcd_ca.issue("apiserver-etcd-client",
+                                                "kube-apiserver-etcd-client")
         serving = self._ca.issue("apiserver", "kube-apiserver",
                                  server_hosts=(_HOST, "localhost", "::1"))
         self._admin = self._ca.issue("admin", "pycontroller-admin",
@@ -130,25 +146,42 @@ class ControlPlane:
         return self
 
     def _start_etcd(self, binary: Path, deadline: float) -> None:
+        assert self._etcd_ca is not None and self._etcd_serving is not None
         self.etcd_port, peer = _free_port(), _free_port()
-        client_url, peer_url = f"http://{_HOST}:{self.etcd_port}", f"http://{_HOST}:{peer}"
+        client_url, peer_url = f"https://{_HOST}:{self.etcd_port}", f"https://{_HOST}:{peer}"
+        ca, cert = self._etcd_ca.cert_path, self._etcd_serving
         self._etcd = ManagedProcess("etcd", [
             str(binary), "--name=envtest", f"--data-dir={self.workdir / 'etcd'}",
             f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
             f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=envtest={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
+            f"--cert-file={cert.cert}", f"--key-file={cert.key}", "--client-cert-auth",
+            f"--trusted-ca-file={ca}", f"--peer-cert-file={cert.cert}",
+            f"--peer-key-file={cert.key}", "--peer-client-cert-auth",
+            f"--peer-trusted-ca-file={ca}",
         ], self.workdir / "etcd.log")
         self._etcd.start()
         etcd = self._etcd
-        _wait("etcd /health", lambda: _http.request(_HOST, self.etcd_port, "GET", "/health",
-                                                    timeout=2).status == 200,
-              deadline, etcd.check_alive)
+        _wait("etcd /health", lambda: self._etcd_request("GET", "/health", timeout=2).status
+              == 200, deadline, etcd.check_alive)
+
+    def _etcd_request(self, method: str, path: str, body: Any = None,
+                      timeout: float = 10.0) -> _http.Response:
+        assert self._etcd_ca is not None and self._etcd_client is not None
+        return _http.request(_HOST, self.etcd_port, method, path, body=body,
+                             ca=self._etcd_ca.cert_path,
+                             cert=(self._etcd_client.cert, self._etcd_client.key),
+                             timeout=timeout)
 
     def _apiserver_args(self, binary: Path, serving: CertPair, sa: CertPair) -> list[str]:
-        assert self._ca is not None
+        assert self._ca is not None and self._etcd_ca is not None
+        assert self._etcd_client is not None
         self.port = _free_port()
         return [
-            str(binary), f"--etcd-servers=http://{_HOST}:{self.etcd_port}",
+            str(binary), f"--etcd-servers=https://{_HOST}:{self.etcd_port}",
+            f"--etcd-cafile={self._etcd_ca.cert_path}",
+            f"--etcd-certfile={self._etcd_client.cert}",
+            f"--etcd-keyfile={self._etcd_client.key}",
             f"--bind-address={_HOST}", f"--advertise-address={_HOST}",
             f"--secure-port={self.port}", f"--cert-dir={self.workdir / 'pki'}",
             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
@@ -224,9 +257,8 @@ class ControlPlane:
             "users": [{"name": user, "user": creds}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": user}}],
         }
-        path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))  # JSON is YAML
-        path.chmod(0o600)
-        return path
+        # JSON is YAML; 0600 from creation on (it may hold a token), never via a symlink.
+        return write_file(path, orjson.dumps(config, option=orjson.OPT_INDENT_2), 0o600)
 
     def add_user(self, name: str, groups: tuple[str, ...] = ()) -> Path:
         """Issue a client certificate for ``name`` in ``groups``; return its kubeconfig."""
@@ -238,7 +270,13 @@ class ControlPlane:
 
     def service_account_token(self, namespace: str, name: str, *,
                               expiration_seconds: int = 3600) -> str:
-        """Create the ServiceAccount if missing and issue a token for it (TokenRequest API)."""
+        """Create the ServiceAccount if missing and issue a token for it (TokenRequest API).
+
+        Raises:
+            ValueError: ``namespace`` or ``name`` is not a valid path segment.
+        """
+        check_path_segment("namespace", namespace)
+        check_path_segment("ServiceAccount name", name)
         base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
         resp = self.request("POST", base, {"apiVersion": "v1", "kind": "ServiceAccount",
                                            "metadata": {"name": name}})
@@ -252,7 +290,11 @@ class ControlPlane:
         return str(resp.body["status"]["token"])
 
     def service_account_kubeconfig(self, namespace: str, name: str) -> Path:
-        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` by token."""
+        """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` by token.
+
+        Raises:
+            ValueError: ``namespace`` or ``name`` is not a valid path segment.
+        """
         token = self.service_account_token(namespace, name)
         user = f"system:serviceaccount:{namespace}:{name}"
         return self._write_kubeconfig(self.workdir / f"sa-{namespace}-{name}.kubeconfig",
@@ -284,8 +326,7 @@ class ControlPlane:
         watchers missed: they can only learn of it by relisting. Returns how many keys went.
         """
         encoded = base64.b64encode(key.encode()).decode()
-        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/deleterange",
-                             body={"key": encoded})
+        resp = self._etcd_request("POST", "/v3/kv/deleterange", body={"key": encoded})
         if resp.status != 200:
             raise ControlPlaneError(f"etcd delete failed: {resp.status} {resp.text}")
         return int(resp.body.get("deleted", 0))
@@ -293,8 +334,7 @@ class ControlPlane:
     def etcd_revision(self) -> int:
         """The current etcd revision (what resourceVersions are made of)."""
         key = base64.b64encode(b"/").decode()
-        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/range",
-                             body={"key": key, "limit": 1})
+        resp = self._etcd_request("POST", "/v3/kv/range", body={"key": key, "limit": 1})
         return int(resp.body["header"]["revision"])
 
     def compact_etcd(self) -> int:
@@ -304,8 +344,8 @@ class ControlPlane:
         apiserver runs without a watch cache unless ``watch_cache=True``).
         """
         revision = self.etcd_revision()
-        resp = _http.request(_HOST, self.etcd_port, "POST", "/v3/kv/compaction",
-                             body={"revision": str(revision), "physical": True})
+        resp = self._etcd_request("POST", "/v3/kv/compaction",
+                                  body={"revision": str(revision), "physical": True})
         if resp.status != 200:
             raise ControlPlaneError(f"etcd compaction failed: {resp.status} {resp.text}")
         return revision

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from pycontroller._util._paths import check_request_path
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -29,7 +31,12 @@ def request(
     content_type: str = "application/json", ca: Path | None = None,
     cert: tuple[Path, Path] | None = None, token: str | None = None, timeout: float = 10.0,
 ) -> Response:
-    """Send one request (HTTPS when ``ca`` is given, else HTTP) and read the whole answer."""
+    """Send one request (HTTPS when ``ca`` is given, else HTTP) and read the whole answer.
+
+    Raises:
+        ValueError: ``path`` is not absolute or has a dot segment (nothing is sent).
+    """
+    check_request_path(path)
     conn: http.client.HTTPConnection
     if ca is not None:
         ctx = ssl.create_default_context(cafile=str(ca))

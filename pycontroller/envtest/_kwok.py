@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pycontroller._util._paths import check_path_segment
+from pycontroller.envtest._files import write_file
 from pycontroller.envtest._http import Response
 from pycontroller.envtest._process import ManagedProcess
 from pycontroller.errors import ControlPlaneError
@@ -94,7 +96,7 @@ class Kwok(ManagedProcess):
 
     def __init__(self, binary: Path, kubeconfig: Path, workdir: Path) -> None:
         config = workdir / "kwok-stages.yaml"
-        config.write_text(_STAGES)
+        write_file(config, _STAGES.encode(), 0o644)
         super().__init__("kwok", [
             str(binary), f"--kubeconfig={kubeconfig}", f"--config={config}",
             f"--manage-nodes-with-annotation-selector={MANAGED_ANNOTATION}=fake",
@@ -115,7 +117,13 @@ class Kwok(ManagedProcess):
     def restart_container(
         request: Callable[..., Response], namespace: str, pod: str, container: str | None,
     ) -> int:
-        """Patch the pod's status so one container shows one more restart."""
+        """Patch the pod's status so one container shows one more restart.
+
+        Raises:
+            ValueError: ``namespace`` or ``pod`` is not a valid path segment.
+        """
+        check_path_segment("namespace", namespace)
+        check_path_segment("pod name", pod)
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/status"
         for _ in range(5):  # optimistic concurrency: retry on conflict
             resp = request("GET", path)

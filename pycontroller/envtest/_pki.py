@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pycontroller.envtest._files import private_dir, write_file
+
 _VALIDITY = dt.timedelta(days=2)
 
 
@@ -33,15 +35,18 @@ def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) 
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path.write_bytes(pem)
-    path.chmod(0o600)
+    write_file(path, pem, 0o600)  # 0600 from creation on, never through a symlink
 
 
 class CertificateAuthority:
-    """A CA that signs serving and client certificates into a folder. Not thread-safe."""
+    """A CA that signs serving and client certificates into a folder. Not thread-safe.
+
+    The folder is made 0700; keys are created 0600 and no file is written through a
+    symlink (``ControlPlaneError``), so a shared or caller-supplied workdir is safe.
+    """
 
     def __init__(self, folder: Path, common_name: str = "pycontroller-envtest-ca") -> None:
-        self.folder = folder
+        self.folder = private_dir(folder)
         self._key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -67,19 +72,24 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         self.cert_path = folder / "ca.crt"
-        self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+        write_file(self.cert_path, self._cert.public_bytes(serialization.Encoding.PEM), 0o644)
         _write_key(self._key, folder / "ca.key")
 
     def issue(
         self, filename: str, common_name: str, *, organizations: tuple[str, ...] = (),
-        server_hosts: tuple[str, ...] = (),
+        server_hosts: tuple[str, ...] = (), client_auth: bool = False,
     ) -> CertPair:
-        """Sign a leaf certificate: a server cert when ``server_hosts`` is given, else client."""
+        """Sign a leaf certificate: a server cert when ``server_hosts`` is given, else client.
+
+        ``client_auth`` makes a server certificate usable as a client one too (etcd peers).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_hosts else []
+        if client_auth or not server_hosts:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attrs))
@@ -97,7 +107,7 @@ class CertificateAuthority:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .add_extension(
@@ -115,7 +125,7 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         pair = CertPair(self.folder / f"{filename}.crt", self.folder / f"{filename}.key")
-        pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_file(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         _write_key(key, pair.key)
         return pair
 
@@ -124,11 +134,8 @@ def write_service_account_keys(folder: Path) -> CertPair:
     """Write an RSA key pair for signing service-account tokens (``cert`` is the public key)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pub = folder / "sa.pub"
-    pub.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    write_file(pub, key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
     pair = CertPair(pub, folder / "sa.key")
     _write_key(key, pair.key)
     return pair

@@ -12,6 +12,7 @@ import threading
 import weakref
 from pathlib import Path
 
+from pycontroller.envtest._files import open_log
 from pycontroller.errors import ControlPlaneError
 
 _PR_SET_PDEATHSIG = 1
@@ -55,8 +56,8 @@ class ManagedProcess:
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
-        """Start the child (appending to its log)."""
-        with self.log_path.open("ab") as log:
+        """Start the child (appending to its log, never through a symlink)."""
+        with open_log(self.log_path) as log:
             try:
                 self._proc = subprocess.Popen(
                     self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -32,6 +32,7 @@ import structlog
 
 from pycontroller import errors
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import EVENTS_K8S_IO
 from pycontroller.metrics._provider import Counter, EventsMetricsProvider, NoopMetricsProvider
@@ -279,7 +280,7 @@ class EventRecorder:
                     self._write_due(final=False, deadline=deadline)
                 self._write_due(final=stopping, deadline=deadline)
             except Exception:  # a bug must not kill the worker and silence all events
-                _log.exception("event_recorder_failed", component=self.component)
+                log_exception(_log, "event_recorder_failed", component=self.component)
             if stopping:
                 with self._cond:
                     if not self._buffer:

@@ -4,6 +4,7 @@ Build a ``LeaseLock`` on a client, a ``LeaderElectionConfig``, and a ``LeaderEle
 your callbacks; ``run(stop)`` blocks while it stands for election and while it leads.
 """
 
+from pycontroller.leaderelection._in_cluster import in_cluster_namespace
 from pycontroller.leaderelection._leader_elector import (
     JITTER_FACTOR,
     LeaderElectionConfig,
@@ -31,6 +32,7 @@ __all__ = [
     "OnStoppedLeading",
     "ResourceLock",
     "format_microtime",
+    "in_cluster_namespace",
     "parse_microtime",
 ]
 

@@ -27,6 +27,7 @@ from typing import Final, Protocol, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._logging import log_exception
 from pycontroller.errors import NotFoundError
 from pycontroller.leaderelection._resource_lock import (
     LeaderElectionRecord,
@@ -409,13 +410,13 @@ class LeaderElector:
             try:
                 self._on_new_leader(holder)
             except Exception:
-                self._log.exception("leader_callback_failed", callback="on_new_leader")
+                log_exception(self._log, "leader_callback_failed", callback="on_new_leader")
 
     def _work(self, leading: threading.Event) -> None:
         try:
             self._on_started(leading)
         except Exception:
-            self._log.exception("leader_callback_failed", callback="on_started_leading")
+            log_exception(self._log, "leader_callback_failed", callback="on_started_leading")
 
     def _start_thread(self, target: Callable[[], None], suffix: str | None) -> threading.Thread:
         name = self._thread_name if suffix is None else f"{self._thread_name}-{suffix}"

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol, final
 
+from pycontroller._util._paths import check_path_segment
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import LEASES
 
@@ -184,6 +185,8 @@ class LeaseLock:
     def __init__(self, client: Client, namespace: str, name: str, identity: str) -> None:
         if not namespace or not name:
             raise ValueError("LeaseLock needs a namespace and a name")
+        check_path_segment("Lease namespace", namespace)
+        check_path_segment("Lease name", name)
         if not identity:
             raise ValueError("LeaseLock needs a non-empty identity")
         self._client = client

@@ -374,3 +374,13 @@ def test_watch_list_without_end_bookmark_falls_back_within_deadline(
     lw.close_watches()
     wait_for(lambda: len(watches(lw)) >= 2, timeout=5)
     assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 1
+
+
+def test_too_large_event_relists(lw: FakeListerWatcher, run_reflector: Runner) -> None:
+    # The client's per-event cap surfaces as WatchEventTooLargeError, a WatchDecodeError.
+    from pycontroller.client import WatchEventTooLargeError
+
+    run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    lw.emit(WatchEventTooLargeError("watch event larger than 16 bytes"))
+    wait_for(lambda: len(lists(lw)) == 2, timeout=5)

@@ -26,7 +26,42 @@ def test_path_rejects_bad_input() -> None:
 
 
 def test_names_are_quoted() -> None:
-    assert PODS.path("ns", "a/b") == "/api/v1/namespaces/ns/pods/a%2Fb"
+    assert PODS.path("ns", "a b:c@d") == "/api/v1/namespaces/ns/pods/a%20b%3Ac%40d"
+    assert PODS.path("ns", "...") == "/api/v1/namespaces/ns/pods/..."
+
+
+BAD_SEGMENTS = [".", "..", "a/b", "../secrets", "a%2e", "%2e%2e", "/"]
+
+
+@pytest.mark.parametrize("bad", BAD_SEGMENTS)
+def test_path_refuses_segments_that_escape(bad: str) -> None:
+    # ≙ client-go's IsValidPathSegmentName: "." and ".." are removed by the HTTP layer, so
+    # a name of ".." would reach the namespace itself and "." the whole collection.
+    with pytest.raises(ValueError, match="invalid name"):
+        PODS.path("ns", bad)
+    with pytest.raises(ValueError, match="invalid namespace"):
+        PODS.path(bad)
+    with pytest.raises(ValueError, match="invalid namespace"):
+        PODS.path(bad, "p")
+    with pytest.raises(ValueError, match="invalid subresource"):
+        PODS.path("ns", "p", bad)
+    with pytest.raises(ValueError, match="invalid name"):
+        NODES.path(name=bad)
+
+
+def test_subresource_needs_a_name() -> None:
+    with pytest.raises(ValueError, match="needs a name"):
+        PODS.path("ns", None, "status")
+
+
+@pytest.mark.parametrize("bad", BAD_SEGMENTS)
+def test_resource_refuses_bad_group_version_plural(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid group"):
+        Resource(bad, "v1", "widgets", "Widget")
+    with pytest.raises(ValueError, match="invalid version"):
+        Resource("example.com", bad, "widgets", "Widget")
+    with pytest.raises(ValueError, match="invalid resource"):
+        Resource("example.com", "v1", bad, "Widget")
 
 
 def test_query_drops_unset_and_lowercases_bools() -> None:

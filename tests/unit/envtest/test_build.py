@@ -52,3 +52,20 @@ def test_cache_root_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_source_dir_found_in_checkout() -> None:
     assert (_build.source_dir() / "etcd" / "go.mod").is_file()
     assert os.path.basename(_build.source_dir()) in ("testenv", "_gosrc")
+
+
+@pytest.mark.parametrize("target", ["binary", "folder"])
+def test_binaries_others_can_replace_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("kube-apiserver", "etcd"):
+        _exe(assets / name)
+    writable = assets / "etcd" if target == "binary" else assets
+    writable.chmod(writable.stat().st_mode | stat.S_IWOTH)
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    with pytest.raises(ControlPlaneError, match="writable by other users"):
+        _build.find_binaries()
+    writable.chmod(writable.stat().st_mode & ~stat.S_IWOTH)
+    assert _build.find_binaries() is not None
