@@ -26,6 +26,7 @@ import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.cache._keys import meta_namespace_key
+from pycontroller.client._lazy import LazyObject
 
 __all__ = ["ENV_CACHE_MUTATION_DETECTOR", "CacheMutationDetector"]
 
@@ -49,6 +50,8 @@ class _Record:
 
 
 def _fingerprint(obj: object) -> bytes | None:
+    if isinstance(obj, LazyObject):
+        obj.materialize()  # else a later read would change the encoding, not the content
     try:
         encoded = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except TypeError:

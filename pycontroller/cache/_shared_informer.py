@@ -47,8 +47,8 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     """The default transform: drop ``metadata.managedFields`` (often half of an object)."""
     meta = obj.get("metadata")
-    if isinstance(meta, dict):
-        meta.pop("managedFields", None)
+    if isinstance(meta, dict) and "managedFields" in meta:
+        del meta["managedFields"]  # not pop: a LazyObject would decode them first
     return obj
 
 

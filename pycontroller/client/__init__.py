@@ -2,6 +2,7 @@
 
 from pycontroller.client._discovery import resource_for
 from pycontroller.client._kube import Client, connect, has_config
+from pycontroller.client._lazy import LazyObject
 from pycontroller.client._list_watch import EventStream, ListerWatcher, ListWatch
 from pycontroller.client._observe import Write, WriteObserver
 from pycontroller.client._resource import (
@@ -46,8 +47,9 @@ __all__ = [
     "retry_on_conflict", "CONFIGMAPS", "CUSTOM_RESOURCE_DEFINITIONS", "DAEMONSETS", "DEPLOYMENTS",
     "EVENTS", "EVENTS_K8S_IO", "JOBS", "LEASES", "NAMESPACES", "NODES", "PODS", "REPLICASETS",
     "ROLES", "ROLE_BINDINGS", "SECRETS", "SERVICES", "SERVICE_ACCOUNTS", "STATEFULSETS",
-    "Client", "EventStream", "ListWatch", "ListerWatcher", "Resource", "WatchDecodeError",
-    "WatchEvent", "WatchEventTooLargeError", "WatchStalledError", "WatchStream", "Write",
+    "Client", "EventStream", "LazyObject", "ListWatch", "ListerWatcher", "Resource",
+    "WatchDecodeError", "WatchEvent", "WatchEventTooLargeError", "WatchStalledError",
+    "WatchStream", "Write",
     "WriteObserver", "connect",
     "has_config", "resource_for",
 ]

@@ -22,6 +22,7 @@ import urllib3
 from pycontroller import errors
 from pycontroller._util._paths import check_request_path
 from pycontroller.client._errors import api_error
+from pycontroller.client._lazy import loads_list
 from pycontroller.client._observe import Write, WriteObserver, WriteVerb
 from pycontroller.client._proxy import choose_proxy
 from pycontroller.client._resource import Resource
@@ -291,13 +292,16 @@ class Client:
              limit: int | None = None, continue_token: str | None = None,
              resource_version: str | None = None,
              resource_version_match: str | None = None) -> Any:
-        """LIST one page; returns the decoded list (``items``, ``metadata.continue``...)."""
+        """LIST one page; returns the decoded list (``items``, ``metadata.continue``...).
+
+        The items are ``LazyObject``s (dicts whose nested values decode on first read)."""
         query = _query({
             "labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
             "continue": continue_token, "resourceVersion": resource_version,
             "resourceVersionMatch": resource_version_match,
         })
-        return self.request("GET", resource.path(namespace) + query)
+        raw = self._send("GET", resource.path(namespace) + query).data
+        return loads_list(raw) if raw else None
 
     def list_all(self, resource: Resource, namespace: str | None = None,
                  **kwargs: Any) -> Iterator[dict[str, Any]]:

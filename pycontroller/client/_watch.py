@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import orjson
 
+from pycontroller.client._lazy import loads_event
 from pycontroller.errors import Error, TransportError
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
@@ -49,7 +50,7 @@ def decode_event(line: bytes) -> WatchEvent:
         WatchDecodeError: malformed JSON, an unknown type, or no object.
     """
     try:
-        raw = orjson.loads(line)
+        raw = loads_event(line)  # the object as a LazyObject (see _lazy.py)
     except orjson.JSONDecodeError as exc:
         raise WatchDecodeError(f"malformed watch line ({len(line)} bytes): {exc}") from None
     if not isinstance(raw, dict):

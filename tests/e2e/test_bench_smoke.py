@@ -1,0 +1,61 @@
+"""The benchmark runner keeps working: ``bench/run.py --quick`` end to end (not timed).
+
+Runs every Python peer (and the client-go peer if its binary is already cached; the Go
+build is never triggered here) against the replay server with tiny sizes, and checks only
+that the JSON and markdown reports are complete and well-formed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PY_PEERS = {"pycontroller", "official-informer", "official-watch"}
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_writes_wellformed_reports(tmp_path: Path) -> None:
+    report, text = tmp_path / "bench.json", tmp_path / "bench.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick",
+         "--json", str(report), "--markdown", str(text)],
+        capture_output=True, text=True, timeout=170, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    data = json.loads(report.read_text())
+    assert data["repeats"] == 1 and data["machine"]["cpus"] >= 1
+    groups = {(g["server"], g["scenario"]): g for g in data["groups"]}
+    assert set(groups) == {("replay", "informer"), ("replay", "reconcile")}
+
+    informer = groups["replay", "informer"]
+    assert set(informer["peers"]) >= PY_PEERS
+    for name, peer in informer["peers"].items():
+        assert peer["errors"] == [], (name, peer["errors"])
+        (run,) = peer["runs"]
+        assert run["objects"] == informer["objects"] > 0
+        assert run["sync_s"] > 0 and run["steady_rss"] > 0 and run["peak_rss"] > 0
+        assert [p["rate"] for p in run["watch"]] == data["rates"]
+        assert all(p["complete"] and p["delivered"] == p["sent"] for p in run["watch"])
+        assert run["throughput"]["complete"] and run["throughput"]["events_per_s"] > 0
+        assert run["relist"]["complete"] and run["relist"]["relist_s"] > 0
+        assert peer["stats"]["sync_s"]["n"] == 1
+    assert informer["peers"]["pycontroller"]["runs"][0]["workqueue_ops_per_s"] > 0
+
+    reconcile = groups["replay", "reconcile"]
+    assert "pycontroller" in reconcile["peers"]
+    assert all(p["runs"][0].get("complete") for p in reconcile["peers"].values())
+
+    md = text.read_text()
+    assert md.startswith("# Benchmarks\n")
+    for heading in ("## Sync cost against N", "Initial sync:", "Watch delivery latency",
+                    "Relist after 410", "reconcile"):
+        assert heading in md
+    for peer in PY_PEERS:
+        assert f"| {peer} |" in md

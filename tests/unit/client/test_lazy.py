@@ -1,0 +1,176 @@
+"""LazyObject: a dict whose nested values decode on first read, indistinguishable on read."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import operator
+import pickle
+import threading
+from typing import Any
+
+import orjson
+import pytest
+
+from pycontroller.cache._mutation_detector import CacheMutationDetector
+from pycontroller.cache._shared_informer import strip_managed_fields
+from pycontroller.client._lazy import LazyObject, loads_event, loads_list
+from pycontroller.client._watch import WatchDecodeError, decode_event
+
+POD: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "7",
+                 "labels": {"app": "x"}, "ownerReferences": [{"kind": "ReplicaSet"}],
+                 "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]},
+    "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}],
+             "nodeName": "n"},
+    "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    "items": [1, 2, 3], "count": 3, "flag": None,
+}
+
+
+def lazy(obj: dict[str, Any] = POD) -> LazyObject:
+    event = loads_event(orjson.dumps({"type": "ADDED", "object": obj}))
+    result = event["object"]
+    assert isinstance(result, LazyObject)
+    return result
+
+
+def test_metadata_and_scalars_are_eager_nested_values_lazy() -> None:
+    obj = lazy()
+    assert obj.is_decoded("metadata") and obj.is_decoded("kind") and obj.is_decoded("count")
+    meta = obj["metadata"]
+    assert isinstance(meta, LazyObject) and not meta.is_decoded("managedFields")
+    assert meta.is_decoded("labels") and meta["labels"] == {"app": "x"}
+    assert not obj.is_decoded("spec") and not obj.is_decoded("status")
+    assert obj["spec"]["nodeName"] == "n"
+    assert obj.is_decoded("spec") and not obj.is_decoded("status")
+    assert obj["spec"] is obj["spec"]  # decoded once, kept
+
+
+def test_every_read_sees_the_decoded_object() -> None:
+    obj = lazy()
+    assert obj == POD and obj.__ne__(POD) is False and operator.eq(POD, lazy())
+    assert lazy() == lazy()
+    assert dict(obj) == POD and {**lazy()} == POD
+    assert json.loads(json.dumps(lazy())) == POD
+    assert orjson.loads(orjson.dumps(lazy())) == POD
+    assert orjson.loads(orjson.dumps(lazy(), option=orjson.OPT_SORT_KEYS)) == POD
+    assert copy.deepcopy(lazy()) == POD and copy.copy(lazy()) == POD
+    assert pickle.loads(pickle.dumps(lazy())) == POD
+    assert dict(lazy().items()) == POD and list(lazy().values()) == list(POD.values())
+    assert sorted(lazy()) == sorted(POD) and len(lazy()) == len(POD)
+    assert lazy().get("status") == POD["status"] and lazy().get("nope", 1) == 1
+    assert eval(repr(lazy()), {"null": None}) == POD
+    assert (lazy() | {"x": 1}) == {**POD, "x": 1} and ({"x": 1} | lazy()) == {"x": 1, **POD}
+
+
+def test_deep_copies_are_independent_plain_dicts() -> None:
+    obj = lazy()
+    clone = copy.deepcopy(obj)
+    clone["spec"]["nodeName"] = "other"
+    assert type(clone) is dict and obj["spec"]["nodeName"] == "n"
+
+
+def test_writes_before_caching() -> None:
+    obj = lazy()
+    strip_managed_fields(obj)
+    assert "managedFields" not in obj["metadata"] and obj["metadata"].is_decoded("x")
+    assert obj.pop("status") == POD["status"] and "status" not in obj
+    assert obj.setdefault("spec", {}) == POD["spec"]
+    obj["items"] = []
+    obj.update(count=4)
+    assert obj["items"] == [] and obj["count"] == 4
+    assert orjson.loads(orjson.dumps(obj))["items"] == []
+    del obj["spec"]
+    assert "spec" not in obj and obj.materialize() is obj
+
+
+def test_decode_event_builds_lazy_objects_and_still_rejects_bad_lines() -> None:
+    event = decode_event(orjson.dumps({"type": "MODIFIED", "object": POD}))
+    assert event.type == "MODIFIED" and isinstance(event.object, LazyObject)
+    assert event.object == POD
+    for line in (b"{not json", b"[]", b'{"type":"ADDED"}', b'{"type":"NOPE","object":{}}',
+                 b'{"type":"ADDED","object":[]}', b'{"type":1,"object":{}}'):
+        with pytest.raises(WatchDecodeError):
+            decode_event(line)
+
+
+def test_a_cached_pod_holds_few_gc_tracked_containers() -> None:
+    obj = lazy()
+    strip_managed_fields(obj)
+    tracked = [o for o in (obj, obj["metadata"], *obj["metadata"].values())
+               if gc.is_tracked(o)]
+    assert len(tracked) <= 3  # the object, metadata and the ownerReferences list
+
+
+def test_concurrent_first_reads_decode_once() -> None:
+    obj = lazy()
+    seen: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def read() -> None:
+        barrier.wait()
+        seen.append(obj["spec"])
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(s) for s in seen}) == 1
+
+
+@pytest.mark.allow_cache_mutation
+def test_mutation_detector_ignores_reads_and_catches_writes() -> None:
+    detector = CacheMutationDetector(enabled=True, raise_on_mutation=False)
+    obj = lazy()
+    detector.add_object(obj)
+    assert obj["status"]["phase"] == "Running"  # a read decodes: not a mutation
+    assert detector.check() == []
+    obj["spec"]["nodeName"] = "changed"
+    assert detector.check() == ["ns/p"]
+
+
+@pytest.mark.parametrize("meta", [
+    {"name": "a", "managedFields": [{"manager": "m"}], "labels": {"x": "y"}},
+    {"managedFields": [{"manager": "m"}], "name": "a"},
+    {"name": "a", "labels": {"x": "y"}, "managedFields": [{"manager": "m"}]},
+    {"managedFields": [{"manager": "m"}]},
+    {"name": "a", "annotations": {"note": '"managedFields":[{"manager":"m"}]'},
+     "managedFields": [{"manager": "m"}]},
+    {"name": "a"},
+])
+def test_metadata_keeps_managed_fields_raw_wherever_they_are(meta: dict[str, Any]) -> None:
+    obj = lazy({"kind": "Pod", "metadata": meta})
+    decoded = obj["metadata"]
+    if "managedFields" in meta:
+        assert not decoded.is_decoded("managedFields")
+    assert orjson.loads(orjson.dumps(obj)) == {"kind": "Pod", "metadata": meta}
+    assert decoded == meta
+    if "managedFields" in meta:
+        obj = lazy({"kind": "Pod", "metadata": meta})
+        strip_managed_fields(obj)
+        assert obj["metadata"] == {k: v for k, v in meta.items() if k != "managedFields"}
+
+
+def test_pretty_printed_lines_decode_too() -> None:
+    line = json.dumps({"type": "ADDED", "object": POD}, indent=2).encode()
+    event = decode_event(line)
+    assert not event.object["metadata"].is_decoded("managedFields")
+    assert event.object == POD
+
+
+def test_list_pages_decode_items_lazily() -> None:
+    page = {"kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "9", "continue": "t"}, "items": [POD, POD]}
+    decoded = loads_list(orjson.dumps(page))
+    assert all(isinstance(item, LazyObject) and not item.is_decoded("spec")
+               for item in decoded["items"])
+    assert decoded == page
+    assert loads_list(b'{"kind":"PodList","items":null}') == {"kind": "PodList", "items": None}
+    assert loads_list(b'{"kind":"Status","code":500}') == {"kind": "Status", "code": 500}
+    assert loads_list(b'{"items":[1]}') == {"items": [1]}
+    with pytest.raises(orjson.JSONDecodeError):
+        loads_list(b"{nope")
