@@ -11,6 +11,8 @@ import copy
 import os
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, final
 from urllib.parse import urlencode
@@ -25,6 +27,8 @@ from pycontroller.client._errors import api_error
 from pycontroller.client._lazy import loads_list
 from pycontroller.client._observe import Write, WriteObserver, WriteVerb
 from pycontroller.client._proxy import choose_proxy
+from pycontroller.client._ratelimit import TokenBucket
+from pycontroller.client._request_metrics import RequestMetricsProvider
 from pycontroller.client._resource import Resource
 from pycontroller.client._watch import MAX_EVENT_BYTES, WatchStalledError, WatchStream
 from pycontroller.client._writes import OperationResult
@@ -93,13 +97,21 @@ def _query(params: Params) -> str:
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None,
-            verify_tls: bool = True, request_timeout: float = 30.0) -> Client:
+            verify_tls: bool = True, request_timeout: float = 30.0,
+            qps: float | None = None, burst: int | None = None,
+            metrics: RequestMetricsProvider | None = None) -> Client:
     """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
-    is used. Exec plugins and token files are refreshed by the ``kubernetes`` package.
-    ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
+    is used. Exec plugin tokens and token files are refreshed by the ``kubernetes``
+    package; client certificates from an exec plugin are re-issued (by running the plugin
+    again) once the credential's ``expirationTimestamp`` passes, and new connections use
+    them. ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
     ``insecure-skip-tls-verify`` does, and only when it pins no certificate authority.
+
+    ``qps``/``burst`` turn on client-side rate limiting (off by default, as in
+    controller-runtime; ``burst`` defaults to ``max(1, 1.5 * qps)``). ``metrics`` records
+    ``rest_client_*`` metrics (a ``Manager`` supplies its own if none is set).
 
     Raises:
         ConfigError: no usable configuration, or one with both a certificate authority and
@@ -111,14 +123,16 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     from kubernetes import config as k8s_config  # noqa: PLC0415
 
     cfg = k8s_client.Configuration()
+    reload: _ExecCertificateReload | None = None
     try:
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ \
                 and not os.environ.get("KUBECONFIG"):
             k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call, unused-ignore]
-                config_file=path, context=context, client_configuration=cfg)
+            expiry = _load_kubeconfig(path, context, cfg)
+            if expiry is not None:  # client certificates from an exec plugin that expire
+                reload = _ExecCertificateReload(path, context, expiry, verify_tls)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(
             f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
@@ -130,7 +144,54 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             "remove one (pass verify_tls=False to turn verification off explicitly)")
     if not verify_tls:
         cfg.verify_ssl = False
-    return Client(cfg, request_timeout=request_timeout)
+    return Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst, metrics=metrics,
+                  reload=reload)
+
+
+def _load_kubeconfig(path: str | None, context: str | None, cfg: Any) -> float | None:
+    """Load a kubeconfig into ``cfg`` (as ``load_kube_config`` does); return the expiry
+    (Unix time) of client certificates an exec plugin issued, or None.
+
+    The ``kubernetes`` package refreshes exec *tokens* itself (its refresh hook), but not
+    exec client certificates; ``_ExecCertificateReload`` does that.
+    """
+    from kubernetes.config import kube_config  # noqa: PLC0415
+
+    loader = kube_config._get_kube_config_loader(  # one loader, so its exec result is ours
+        filename=path if path is not None else kube_config.KUBE_CONFIG_DEFAULT_LOCATION,
+        active_context=context, persist_config=True)
+    loader.load_and_set(cfg)
+    fields = vars(loader)
+    expiry = fields.get("expiry")
+    if "token" in fields or not cfg.cert_file or expiry is None:
+        return None
+    return float(expiry.timestamp())
+
+
+class _ExecCertificateReload:
+    """Re-runs the exec plugin once its client certificate expired (≙ client-go's exec
+    authenticator, which re-runs the plugin when the cached credential has expired)."""
+
+    def __init__(self, path: str | None, context: str | None, expiry: float,
+                 verify_tls: bool) -> None:
+        self._path, self._context, self._verify = path, context, verify_tls
+        self.lock = threading.Lock()
+        self.expiry = expiry  # guarded by lock (read without it as a hint)
+        self.generation = 0  # guarded by lock; +1 per rotation
+        self.pool: Any = None  # guarded by lock; the newest pool and configuration
+        self.cfg: Any = None
+
+    def __call__(self) -> Any:
+        """A fresh configuration with the plugin's new certificate; updates ``expiry``."""
+        from kubernetes import client as k8s_client  # noqa: PLC0415
+
+        cfg = k8s_client.Configuration()
+        expiry = _load_kubeconfig(self._path, self._context, cfg)
+        if not self._verify:
+            cfg.verify_ssl = False
+        # A plugin that stops sending an expiry is not asked again.
+        self.expiry = expiry if expiry is not None else float("inf")
+        return cfg
 
 
 def has_config() -> bool:
@@ -153,18 +214,31 @@ class Client:
     ``with_write_observer`` returns a view of the client (same connection pool) that
     reports every successful write to a callback.
 
+    ``metrics`` (a ``RequestMetricsProvider`` or ``None``) receives one observation per
+    request; a ``Manager`` sets it to its own provider when it is ``None``. Views share
+    the client's rate limiter and rotated credentials.
+
     Thread-safety: thread-safe; one connection pool is shared by all threads and views.
     """
 
     def __init__(self, configuration: Any, *, request_timeout: float = 30.0,
-                 max_watch_event_bytes: int = MAX_EVENT_BYTES) -> None:
+                 max_watch_event_bytes: int = MAX_EVENT_BYTES,
+                 qps: float | None = None, burst: int | None = None,
+                 metrics: RequestMetricsProvider | None = None,
+                 reload: _ExecCertificateReload | None = None) -> None:
         if max_watch_event_bytes < 1:
             raise ValueError("max_watch_event_bytes must be positive")
         self._max_event = max_watch_event_bytes
         cfg = configuration
         self._cfg = cfg
+        self._reload = reload
+        self._credentials_seen = 0  # the reload generation this client's pool belongs to
         self.host = str(cfg.host).rstrip("/")
         self._timeout = request_timeout
+        self._limiter = (TokenBucket(qps, burst or max(1, int(qps * 1.5)))
+                         if qps is not None else None)
+        self.metrics = metrics
+        self._metrics_host = urllib3.util.parse_url(self.host).netloc or self.host
         pool_kw: dict[str, Any] = {
             "num_pools": 4, "maxsize": 16, "socket_options": _KEEPALIVE,
             "cert_reqs": ssl.CERT_REQUIRED if cfg.verify_ssl else ssl.CERT_NONE,
@@ -248,6 +322,14 @@ class Client:
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
         check_request_path(path)
+        if self._reload is not None:
+            self._sync_credentials(self._reload)
+        metrics = self.metrics
+        if self._limiter is not None:
+            waited = self._limiter.acquire(method)
+            if metrics is not None:
+                metrics.observe_rate_limiter_wait(method, self._metrics_host, waited)
+        started = time.monotonic()
         try:
             resp = self._pool.request(
                 method, self.host + path, body=body, headers=self._headers(content_type),
@@ -255,12 +337,43 @@ class Client:
                 preload_content=not stream, retries=False, redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
+            if metrics is not None:
+                metrics.observe_request(method, self._metrics_host, "<error>",
+                                        time.monotonic() - started)
             raise errors.TransportError(f"{method} {path}: {exc}") from _frameless(exc)
+        if metrics is not None:
+            metrics.observe_request(method, self._metrics_host, str(resp.status),
+                                    time.monotonic() - started)
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()
             raise api_error(resp.status, data, resp.headers.get("Retry-After"))
         return resp
+
+    def _sync_credentials(self, reload: _ExecCertificateReload) -> None:
+        """Re-run the exec plugin once its certificate expired; use the newest pool.
+
+        The reload state is shared by a client and its views: whichever sends first after
+        the expiry rotates (new pool, old one closed), the others adopt the new pool on
+        their next request.
+        """
+        if time.time() >= reload.expiry:
+            with reload.lock:
+                if time.time() >= reload.expiry:
+                    try:
+                        cfg = reload()
+                    except Exception as exc:  # the plugin failed; keep the old credentials
+                        reload.expiry = time.time() + 10.0  # and try again shortly
+                        raise errors.ConfigError(
+                            f"exec plugin credential refresh failed: {exc}") from _frameless(exc)
+                    fresh = Client(cfg, request_timeout=self._timeout)  # same TLS setup
+                    old = reload.pool if reload.pool is not None else self._pool
+                    reload.pool, reload.cfg = fresh._pool, cfg
+                    reload.generation += 1
+                    old.clear()
+        if self._credentials_seen != reload.generation and reload.pool is not None:
+            self._pool, self._cfg = reload.pool, reload.cfg
+            self._credentials_seen = reload.generation
 
     def request(self, method: str, path: str, *, body: Any = None,
                 content_type: str = "application/json") -> Any:

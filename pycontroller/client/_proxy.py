@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies
@@ -75,9 +76,12 @@ def choose_proxy(cfg: Any) -> str | None:
     ``HTTP_PROXY`` for an ``http://`` server) unless ``NO_PROXY`` matches the server.
     """
     proxy = getattr(cfg, "proxy", None)
-    # Newer ``kubernetes`` versions fill ``proxy`` from the environment themselves and say
-    # so here; older ones never read the environment, so a proxy they carry is explicit.
-    from_env = getattr(cfg, "_proxy_from_env", proxy is None)
+    # ``kubernetes`` fills ``proxy`` from HTTP(S)_PROXY itself; 37.x says so here. Older
+    # versions (35.x) do it without saying, so there a proxy equal to one of those
+    # variables counts as from the environment (and NO_PROXY applies to it).
+    env_values = {os.environ.get(name) for name in
+                  ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")} - {None, ""}
+    from_env = getattr(cfg, "_proxy_from_env", proxy is None or proxy in env_values)
     if proxy and not from_env:
         return str(proxy)
     host = str(cfg.host)

@@ -94,6 +94,8 @@ class Manager:
         self._namespace = namespace
         self._metrics = (PrometheusMetricsProvider() if registry is None
                          else PrometheusMetricsProvider(registry=registry))
+        if client.metrics is None:  # the client's rest_client_* metrics go to /metrics too
+            client.metrics = self._metrics
         self.factory = SharedInformerFactory(client, namespace=namespace,
                                              resync_period=resync_period,
                                              metrics=self._metrics)

@@ -226,6 +226,36 @@ class _ControllerFamilies:
         )
 
 
+# client-go's rest_client_* families (k8s.io/client-go/tools/metrics, registered by
+# component-base), with its request-latency buckets.
+_REQUEST_SECONDS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class _RestClientFamilies:
+    requests: _PromCounter
+    latency: _PromHistogram
+    rate_limiter: _PromHistogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> _RestClientFamilies:
+        return cls(
+            requests=_PromCounter(
+                "rest_client_requests_total",
+                "Number of HTTP requests, partitioned by status code, method, and host.",
+                ("code", "method", "host"), registry=registry),
+            latency=_PromHistogram(
+                "rest_client_request_duration_seconds",
+                "Request latency in seconds. Broken down by verb, and host.",
+                ("verb", "host"), registry=registry, buckets=_REQUEST_SECONDS),
+            rate_limiter=_PromHistogram(
+                "rest_client_rate_limiter_duration_seconds",
+                "Client side rate limiter latency in seconds. Broken down by verb, and host.",
+                ("verb", "host"), registry=registry, buckets=_REQUEST_SECONDS),
+        )
+
+
 # Event recorder families (protocol: EventsMetricsProvider). client-go has no such metric.
 @final
 @dataclass(frozen=True, slots=True)
@@ -278,8 +308,8 @@ def exposition(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
 class PrometheusMetricsProvider:
     """Records component metrics in a ``prometheus_client`` registry.
 
-    Implements the work queue, reflector, controller and event recorder provider
-    protocols. Each group of families is registered in ``registry`` on first use (once
+    Implements the work queue, reflector, controller, event recorder and client request
+    provider protocols. Each group of families is registered in ``registry`` on first use (once
     per registry, whichever provider instance asks first); registering fails with
     ``ValueError`` if a collector outside pycontroller already owns one of the names. Two
     queues with the same ``name`` share their time series, as in client-go; for the
@@ -453,3 +483,16 @@ class PrometheusMetricsProvider:
     def new_event_writes_metric(self, component: str, verb: str) -> Counter:
         """Return the ``event_recorder_writes_total`` child."""
         return self._ev().writes.labels(component, verb)
+
+    # -- client request metrics (pycontroller.client RequestMetricsProvider) -------------
+
+    def observe_request(self, method: str, host: str, code: str, seconds: float) -> None:
+        """Count a request in ``rest_client_requests_total`` and time it."""
+        families = _families_for(self._registry, _RestClientFamilies.register)
+        families.requests.labels(code, method, host).inc()
+        families.latency.labels(method, host).observe(seconds)
+
+    def observe_rate_limiter_wait(self, method: str, host: str, seconds: float) -> None:
+        """Record a wait in ``rest_client_rate_limiter_duration_seconds``."""
+        families = _families_for(self._registry, _RestClientFamilies.register)
+        families.rate_limiter.labels(method, host).observe(seconds)

@@ -89,6 +89,7 @@ def test_probes_and_metrics(logger: tuple[Process, int], kube_namespace: str) ->
     status, body = get(f"http://127.0.0.1:{port}/metrics")
     assert status == 200
     assert 'workqueue_depth{name="pod-logger"}' in body
+    assert "rest_client_requests_total{" in body
     assert 'controller_runtime_reconcile_total{controller="pod-logger",result="success"}' in body
     assert f'reflector_lists_total{{name="v1/pods,ns={kube_namespace}"}} 1.0' in body
     assert 'informer_pending_notifications{name="pycontroller-handler-v1/pods,ns=' in body

@@ -18,6 +18,7 @@ from pycontroller.errors import (
     NotFoundError,
     TransportError,
 )
+from pycontroller.testing import wait_for
 
 pytestmark = pytest.mark.integration
 REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
@@ -94,3 +95,37 @@ def test_pagination_and_raw_json(kube_client: Client, kube_namespace: str) -> No
     names = [o["metadata"]["name"] for o in kube_client.list_all(CONFIGMAPS, kube_namespace,
                                                                  limit=3)]
     assert names == [f"p{i}" for i in range(7)]
+
+
+def test_exec_plugin_client_certificates_are_reissued_when_they_expire(
+        kube_envtest: ControlPlane, tmp_path: Path) -> None:
+    """The plugin hands out whatever certificate is current, valid for 2 s; after the
+    certificate on disk changes (alice → bob) and the credential expired, the same
+    Client authenticates as bob, without a new connect()."""
+    issued = {name: kube_envtest.add_user(name) for name in ("alice", "bob")}
+    current = tmp_path / "current.json"
+
+    def serve(name: str) -> None:
+        user = json.loads(issued[name].read_text())["users"][0]["user"]
+        current.write_text(json.dumps({"cert": Path(user["client-certificate"]).read_text(),
+                                       "key": Path(user["client-key"]).read_text()}))
+
+    serve("alice")
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import datetime, json, sys\n"
+        f"pair = json.load(open({str(current)!r}))\n"
+        "expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
+        "    'kind': 'ExecCredential', 'status': {'clientCertificateData': pair['cert'],\n"
+        "    'clientKeyData': pair['key'],\n"
+        "    'expirationTimestamp': expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}}))\n")
+    config = _kubeconfig(kube_envtest, tmp_path / "exec-cert.kubeconfig", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}})
+    with connect(config) as client:
+        view = client.with_write_observer(lambda write: None)  # shares the credentials
+        assert whoami(client) == "alice"
+        serve("bob")
+        wait_for(lambda: whoami(view) == "bob", 30, message="the rotated certificate")
+        assert whoami(client) == "bob"  # rotated through the view, adopted by the client
