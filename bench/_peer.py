@@ -403,9 +403,10 @@ def main() -> int:
     parser.add_argument("--queue-items", type=int, default=200000)
     parser.add_argument("--relist", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
-    import structlog
+    if args.peer == "pycontroller":  # the official peers run in a venv of their own
+        import structlog
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     if args.scenario == "reconcile":
         if args.peer != "pycontroller":
             raise SystemExit(f"{args.peer} has no controller runtime")

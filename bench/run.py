@@ -85,6 +85,30 @@ def clientgo_binary(*, build: bool) -> Path | None:
     return binary
 
 
+# ---- the official client's interpreter ----------------------------------------------------
+
+#: The official client as its users run it today: its newest release, which our own runtime
+#: pin (kubernetes<36, for footprint) excludes, so it gets a venv of its own.
+OFFICIAL_KUBERNETES = "37.0.2"
+
+
+def official_python() -> str:
+    """A Python with ``kubernetes==OFFICIAL_KUBERNETES``, in a venv cached outside the repo.
+
+    The venv is made once (pip from the package index) and reused while its marker exists.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pycontroller"
+    venv = cache / "bench" / f"official-kubernetes-{OFFICIAL_KUBERNETES}"
+    python, marker = venv / "bin" / "python", venv / ".installed"
+    if not marker.exists():
+        log(f"installing kubernetes=={OFFICIAL_KUBERNETES} into {venv} for the official peers")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q",
+                        f"kubernetes=={OFFICIAL_KUBERNETES}"], check=True)
+        marker.touch()
+    return str(python)
+
+
 # ---- running one peer once -----------------------------------------------------------------
 
 def peer_command(peer: str, *, kubeconfig: str, namespace: str, expect: int, control: str,
@@ -102,7 +126,8 @@ def peer_command(peer: str, *, kubeconfig: str, namespace: str, expect: int, con
     if peer in GO_PEERS:
         assert binary is not None
         return [str(binary), *common, *(["--protobuf"] if peer == "client-go-proto" else [])]
-    return [sys.executable, str(HERE / "_peer.py"), "--peer", peer, *common]
+    python = official_python() if peer.startswith("official") else sys.executable
+    return [python, str(HERE / "_peer.py"), "--peer", peer, *common]
 
 
 def run_peer(cmd: list[str], timeout: float) -> dict[str, Any]:

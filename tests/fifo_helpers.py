@@ -16,7 +16,7 @@ from pycontroller.cache import (
 
 Obj = dict[str, Any]
 ADDED, UPDATED, DELETED = DeltaType.ADDED, DeltaType.UPDATED, DeltaType.DELETED
-REPLACED, SYNC = DeltaType.REPLACED, DeltaType.SYNC
+REPLACED, RESYNC = DeltaType.REPLACED, DeltaType.RESYNC
 
 
 def obj(name: str, rv: int = 1) -> Obj:

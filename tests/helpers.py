@@ -67,6 +67,11 @@ class Recorder:
         with self.lock:
             return set(self.seen)
 
+    def state(self) -> dict[str, str]:
+        """What the handler was told: name -> resourceVersion of the last add/update."""
+        with self.lock:
+            return dict(self.seen)
+
 
 def recorded(lister_watcher: Any, **options: Any) -> tuple[SharedIndexInformer, Recorder]:
     """A ConfigMap informer with a Recorder attached as its handler."""
@@ -88,12 +93,14 @@ def cache_state(informer: SharedIndexInformer) -> dict[str, tuple[str, str]]:
 
 def converged(client: Client, namespace: str, informer: SharedIndexInformer,
               recorder: Recorder | None = None, timeout: float = 60) -> None:
+    """Wait until the cache (uid and RV per object) and, with ``recorder``, what the handler
+    was told (RV per object) equal a fresh LIST of the server."""
     def same() -> bool:
         want = server_state(client, namespace)
         if cache_state(informer) != want:
             return False
-        return recorder is None or recorder.names() == set(want)
-    wait_for(same, timeout=timeout, message="cache == fresh LIST")
+        return recorder is None or recorder.state() == {n: rv for n, (_, rv) in want.items()}
+    wait_for(same, timeout=timeout, message="cache and handler == fresh LIST")
 
 
 

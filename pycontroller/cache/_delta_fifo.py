@@ -45,10 +45,10 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
           its newest queued object) and for every ``known_objects`` key not listed and not
           queued (holding the indexer's object, the last known state). A tombstone behind a
           real deletion collapses into it.
-        - ``resync()`` queues ``SYNC`` with the indexer's object for each known key that has
+        - ``resync()`` queues ``RESYNC`` with the indexer's object for each known key that has
           no queued (or in-flight) deltas, so it never replays an older state than queued.
         - the transform runs once per object given to ``add``/``update``/``delete``/
-          ``replace``; never on ``SYNC`` objects or tombstones.
+          ``replace``; never on ``RESYNC`` objects or tombstones.
         - ``has_synced`` turns true when the ``pop`` of the last key counted by the first
           ``replace`` (listed keys + its tombstones) returns; ``is_in_initial_list`` is true
           for those pops.
@@ -144,7 +144,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
             _log.warning("fifo_known_object_missing", key=key, fifo="delta_fifo")
 
     def resync(self) -> None:
-        """Queue ``SYNC`` for every known key without queued or in-flight deltas."""
+        """Queue ``RESYNC`` for every known key without queued or in-flight deltas."""
         if self._known_objects is None:
             return
         missing: list[ObjectKey] = []
@@ -156,7 +156,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
                 if obj is None:
                     missing.append(key)
                     continue
-                self._queue_action_locked(DeltaType.SYNC, obj, key)
+                self._queue_action_locked(DeltaType.RESYNC, obj, key)
             self._cond.notify_all()
         for key in missing:
             _log.warning("fifo_known_object_missing", key=key, fifo="delta_fifo")

@@ -22,12 +22,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast, final
 
+import structlog
+
+from pycontroller._util._logging import exception_fields
 from pycontroller.cache._keys import DeletedFinalStateUnknown, ObjectKey, meta_namespace_key
 from pycontroller.cache._store import KeyFunc, KeyListerGetter
 from pycontroller.errors import ShutDownError
 
 __all__ = ["Delta", "DeltaType", "ProcessFunc", "Queue", "TransformFunc"]
 
+_log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
 _T_contra = TypeVar("_T_contra", contravariant=True)
@@ -44,7 +48,7 @@ class DeltaType(enum.StrEnum):
     """A watch DELETED event, or a tombstone for an object a relist no longer returned."""
     REPLACED = "Replaced"
     """An object returned by a (re)list."""
-    SYNC = "Sync"
+    RESYNC = "Sync"
     """A periodic resync replaying the cached object."""
 
 
@@ -89,7 +93,7 @@ class ProcessFunc(Protocol[_T_contra]):
 class TransformFunc(Protocol[_T]):
     """Rewrites an incoming object once, before it is queued (e.g. drops managedFields).
 
-    It may mutate and return its argument. It never sees tombstones or resync (``Sync``)
+    It may mutate and return its argument. It never sees tombstones or resync (``RESYNC``)
     objects, which already went through it.
     """
 
@@ -123,7 +127,7 @@ class Queue(Protocol[_T]):
         ...
 
     def resync(self) -> None:
-        """Queue ``Sync`` deltas replaying every known object that has nothing queued."""
+        """Queue ``RESYNC`` deltas replaying every known object that has nothing queued."""
         ...
 
     def pop(self, process: ProcessFunc[_T]) -> tuple[Delta[_T], ...]:
@@ -264,8 +268,18 @@ class _FIFOBase(Generic[_T]):
         return self._populated and self._initial_population_count == 0
 
     def _incoming(self, obj: _T) -> _T:
-        """Apply the transform to an object arriving from the reflector."""
-        return obj if self._transform is None else self._transform(obj)
+        """Apply the transform to an object arriving from the reflector.
+
+        A transform that raises does not lose the object: it is queued untransformed and
+        the failure is logged (``transform_failed``) — the cache then mirrors the server.
+        """
+        if self._transform is None:
+            return obj
+        try:
+            return self._transform(obj)
+        except Exception as exc:
+            _log.error("transform_failed", **exception_fields(exc))
+            return obj
 
     def _incoming_deletion(
         self, obj: _T | DeletedFinalStateUnknown[_T]
@@ -276,9 +290,18 @@ class _FIFOBase(Generic[_T]):
         return self._incoming(obj)
 
     def _incoming_keyed(self, objects: Iterable[_T]) -> list[tuple[ObjectKey, _T]]:
-        """Transform and key every listed object (user code: call without the lock)."""
+        """Transform and key every listed object (user code: call without the lock).
+
+        An object without a key (the key function raises) cannot be cached: it is left
+        out and logged (``fifo_object_dropped``); the rest of the list goes on.
+        """
         result: list[tuple[ObjectKey, _T]] = []
         for obj in objects:
             new = self._incoming(obj)
-            result.append((self._key_func(new), new))
+            try:
+                key = self._key_func(new)
+            except Exception as exc:
+                _log.error("fifo_object_dropped", reason="no key", **exception_fields(exc))
+                continue
+            result.append((key, new))
         return result

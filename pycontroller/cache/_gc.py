@@ -6,9 +6,10 @@ collection walks all of them, which costs about 0.4 to 0.9 s per 10,000 cached p
 cyclic GC can never free them: walking them is pure cost. :func:`freeze_cache` moves everything
 tracked at that moment into the permanent generation, which collections skip.
 
-Data flow: the owner of the process-wide informers (the ``Manager`` after
-``wait_for_cache_sync``; optionally again after a relist was applied) calls it; stores and
-informers do not on their own, because ``gc.freeze`` is process-global.
+Owner: the ``Manager`` calls it, once every handler has seen its initial list; nothing else
+in pycontroller does (not the informers, not the factory), because ``gc.freeze`` is
+process-global. An application running informers without a ``Manager`` calls it itself
+after ``wait_for_cache_sync`` (and, optionally, again after a large relist).
 
 Freezing does not help while a cache *grows* (initial list, relist): those collections walk the
 new, unfrozen objects. There a larger generation-0 threshold helps (measured 1.7-2.4 s -> 0.4 s

@@ -10,7 +10,7 @@ one and guards it with its lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 from types import MappingProxyType
 from typing import Any, Final, Protocol, TypeVar, final
 
@@ -33,8 +33,10 @@ class IndexFunc(Protocol[_T_contra]):
     """Computes the values an object is indexed under.
 
     Index functions must be pure and fast: they run on every write, must not call into the
-    store, and must not mutate the object. An exception they raise propagates to the writer
-    (client-go panics); the write is then not applied.
+    store, and must not mutate the object. If one raises (or returns something other than
+    strings) on a write to a :class:`ThreadSafeStore`, the object is still stored but left
+    out of that one index; the failure is logged (``index_func_failed``) and counted
+    (``ThreadSafeStore.index_errors``). client-go panics instead.
     """
 
     def __call__(self, obj: _T_contra, /) -> Iterable[str]:
@@ -61,9 +63,14 @@ def meta_namespace_index_func(obj: Mapping[str, Any]) -> list[str]:
 
 
 def compute_index_values(
-    indexers: Mapping[str, IndexFunc[_T]], obj: _T
+    indexers: Mapping[str, IndexFunc[_T]], obj: _T,
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> dict[str, IndexValues]:
     """Run every index function on ``obj`` (user code: call without holding a lock).
+
+    With ``on_error``, a failing index function (one that raises or returns bad values) is
+    reported as ``on_error(index_name, exc)`` and the object gets no value in that index
+    only; without it, the exception propagates.
 
     Raises:
         TypeError: an index function returned a ``str`` or a non-string value.
@@ -71,19 +78,29 @@ def compute_index_values(
     """
     result: dict[str, IndexValues] = {}
     for name, func in indexers.items():
-        raw = func(obj)
-        if isinstance(raw, str):
-            raise TypeError(
-                f"index function {name!r} returned the str {raw!r}; return a list of str"
-            )
-        values = tuple(dict.fromkeys(raw))
-        for value in values:
-            if not isinstance(value, str):
-                raise TypeError(
-                    f"index function {name!r} returned a {type(value).__name__}, not a str"
-                )
-        result[name] = values
+        if on_error is None:
+            result[name] = _values_of(name, func, obj)
+            continue
+        try:
+            result[name] = _values_of(name, func, obj)
+        except Exception as exc:
+            on_error(name, exc)
+            result[name] = ()
     return result
+
+
+def _values_of(name: str, func: IndexFunc[_T], obj: _T) -> IndexValues:
+    """Run one index function and check what it returned."""
+    raw = func(obj)
+    if isinstance(raw, str):
+        raise TypeError(f"index function {name!r} returned the str {raw!r}; return a list of str")
+    values = tuple(dict.fromkeys(raw))
+    for value in values:
+        if not isinstance(value, str):
+            raise TypeError(
+                f"index function {name!r} returned a {type(value).__name__}, not a str"
+            )
+    return values
 
 
 @final

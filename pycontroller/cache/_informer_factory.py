@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any, final
 
-from pycontroller.cache._gc import freeze_cache
+import structlog
+
 from pycontroller.cache._reflector_metrics import ReflectorMetricsProvider
 from pycontroller.cache._shared_informer import SharedIndexInformer, Transform, strip_managed_fields
 from pycontroller.client._kube import Client
@@ -19,6 +20,7 @@ from pycontroller.client._list_watch import ListWatch
 from pycontroller.client._resource import Resource
 
 _Key = tuple[Resource, str | None, str | None, str | None]
+_log = structlog.get_logger(__name__)
 
 
 def wait_for_cache_sync(stop: threading.Event, *has_synced: Callable[[], bool],
@@ -42,13 +44,20 @@ def wait_for_cache_sync(stop: threading.Event, *has_synced: Callable[[], bool],
 class SharedInformerFactory:
     """Creates and shares informers; ``start`` runs all that are not running yet.
 
+    ``shutdown`` stops every informer this factory started, whatever stop event each was
+    started with (those events are not set), and waits for them; afterwards ``start`` does
+    nothing (it logs ``informer_factory_shut_down``), as in client-go. ``on_failure`` is
+    called (on the dying informer's thread) when an informer dies on an unexpected error.
+
     Thread-safety: thread-safe.
     """
 
     def __init__(self, client: Client, *, resync_period: float = 0.0,
                  namespace: str | None = None, transform: Transform | None = strip_managed_fields,
                  metrics: ReflectorMetricsProvider | None = None,
-                 informer_options: dict[str, Any] | None = None) -> None:
+                 informer_options: dict[str, Any] | None = None,
+                 on_failure: Callable[[SharedIndexInformer, BaseException], None] | None = None,
+                 ) -> None:
         self._client = client
         self._resync = resync_period
         self._namespace = namespace
@@ -58,7 +67,8 @@ class SharedInformerFactory:
         self._lock = threading.Lock()
         self._informers: dict[_Key, SharedIndexInformer] = {}  # guarded by _lock
         self._started: set[_Key] = set()  # guarded by _lock
-        self._stop: threading.Event | None = None  # guarded by _lock
+        self._shut_down = False  # guarded by _lock
+        self._on_failure = on_failure
 
     def informer_for(self, resource: Resource, *, namespace: str | None = None,
                      label_selector: str | None = None, field_selector: str | None = None,
@@ -76,38 +86,59 @@ class SharedInformerFactory:
                 informer = SharedIndexInformer(
                     lw, name=lw.description.replace(" ", ","), expected_kind=resource.kind,
                     resync_period=self._resync if resync_period is None else resync_period,
-                    transform=self._transform, metrics=self._metrics, **self._options)
+                    transform=self._transform, metrics=self._metrics,
+                    on_failure=self._on_failure, **self._options)
                 self._informers[key] = informer
         return informer
 
     def start(self, stop: threading.Event) -> None:
-        """Start every informer not started yet (call again after asking for new ones)."""
+        """Start every informer not started yet (call again after asking for new ones).
+
+        Does nothing after ``shutdown``.
+        """
         with self._lock:
-            self._stop = stop
+            if self._shut_down:
+                _log.warning("informer_factory_shut_down", reason="start after shutdown")
+                return
             pending = [(k, i) for k, i in self._informers.items() if k not in self._started]
             self._started.update(k for k, _ in pending)
         for _, informer in pending:
             informer.start(stop)
 
-    def wait_for_cache_sync(self, stop: threading.Event, *, timeout: float | None = None,
-                            freeze_gc: bool = True) -> dict[str, bool]:
+    def wait_for_cache_sync(self, stop: threading.Event, *,
+                            timeout: float | None = None) -> dict[str, bool]:
         """Wait for the started informers; return ``{informer name: synced}``.
 
-        When all synced and ``freeze_gc`` is set, the caches are frozen out of the cyclic
-        GC once (``freeze_cache``), so full collections stop walking them.
+        Returns early, with that informer not synced, if one of them died (see
+        ``failures``): it never will. Freezing the caches out of the cyclic GC is the
+        process owner's call (the ``Manager`` does it; see ``freeze_cache``), not the
+        factory's.
         """
         with self._lock:
             started = [i for k, i in self._informers.items() if k in self._started]
-        if wait_for_cache_sync(stop, *(i.has_synced for i in started), timeout=timeout) \
-                and freeze_gc and started:
-            freeze_cache()
+
+        def done() -> bool:
+            return all(i.has_synced() for i in started) or any(
+                i.failure is not None for i in started)
+
+        wait_for_cache_sync(stop, done, timeout=timeout)
         return {i.name: i.has_synced() for i in started}
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Set the stop event (if started) and wait for every informer thread."""
+    def failures(self) -> dict[str, BaseException]:
+        """``{informer name: error}`` for every informer that died on an unexpected error."""
         with self._lock:
-            stop, informers = self._stop, list(self._informers.values())
-        if stop is not None:
-            stop.set()
-        for informer in informers:
+            informers = list(self._informers.values())
+        return {i.name: f for i in informers if (f := i.failure) is not None}
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop every informer this factory started and wait for each (``timeout`` each).
+
+        The stop events given to ``start`` are not set. Later ``start`` calls do nothing.
+        """
+        with self._lock:
+            self._shut_down = True
+            started = [i for k, i in self._informers.items() if k in self._started]
+        for informer in started:
+            informer._halt()  # a sibling class of this package: no public stop() by design
+        for informer in started:
             informer.join(timeout)

@@ -30,6 +30,17 @@ MIN_RESYNC: Final = 1.0
 _ADD, _UPDATE, _DELETE = 0, 1, 2
 
 
+def resync_period_for(requested: float, check_period: float) -> float:
+    """The resync period a handler gets (≙ client-go's ``determineResyncPeriod``).
+
+    0 if it asked for none, or if its informer has no resync (``check_period`` 0: the
+    informer never resyncs, so neither does any handler); else at least ``check_period``.
+    """
+    if requested <= 0 or check_period <= 0:
+        return 0.0
+    return max(requested, check_period)
+
+
 @final
 class Registration:
     """The handle ``add_event_handler`` returns.
@@ -70,17 +81,23 @@ class _Listener:
     """One handler's buffer and thread. Thread-safe; see module docstring."""
 
     def __init__(self, name: str, *, on_add: OnAdd | None, on_update: OnUpdate | None,
-                 on_delete: OnDelete | None, resync_period: float, clock: Clock) -> None:
+                 on_delete: OnDelete | None, requested_resync: float, resync_period: float,
+                 clock: Clock) -> None:
         self.name = name
         self._handlers = (on_add, on_update, on_delete)
-        self.resync_period = resync_period
+        self.requested_resync = requested_resync  # as asked (after the 1 s floor)
+        self.resync_period = resync_period  # in effect (0: never); see resync_period_for
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._buffer: deque[tuple[int, Any, Any]] = deque()  # guarded by _cond
         self._initial = 0  # guarded by _cond; queued initial-list adds not yet returned
         self.stopped = False  # guarded by _cond
         self.next_resync = clock.now() + resync_period
-        self.syncing = False  # set by the informer's resync check, under its delta lock
+        # Whether "unchanged" updates (a resync, or a relisted object with the same RV) reach
+        # this handler (client-go's "syncing listener"). True from the start, as in
+        # client-go: until the first resync check every handler gets them; each check then
+        # keeps only the handlers that are due. Guarded by the informer's delta lock.
+        self.resyncing = True
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._log = _log.bind(component="informer", handler=name)
 
@@ -112,12 +129,12 @@ class _Listener:
     def due_for_resync(self, now: float) -> bool:
         """Mark (and return) whether this handler's resync is due at ``now``."""
         if self.resync_period <= 0:
-            self.syncing = False
+            self.resyncing = False
             return False
-        self.syncing = now >= self.next_resync
-        if self.syncing:
+        self.resyncing = now >= self.next_resync
+        if self.resyncing:
             self.next_resync = now + self.resync_period
-        return self.syncing
+        return self.resyncing
 
     def stop(self) -> None:
         """Stop delivering; buffered notifications are dropped, a running call completes."""

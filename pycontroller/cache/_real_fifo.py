@@ -45,10 +45,10 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
           ``REPLACED`` delta per listed object in list order. One ``pop`` hands the whole
           entry to ``process``, so no other event is applied in the middle of a relist
           (client-go's AtomicFIFO gives the same guarantee with a ``ReplacedAll`` delta).
-        - ``resync()`` queues ONE entry of ``SYNC`` deltas: the indexer's object for each
+        - ``resync()`` queues ONE entry of ``RESYNC`` deltas: the indexer's object for each
           known key that has nothing pending.
         - the transform runs once per object given to ``add``/``update``/``delete``/
-          ``replace``; never on ``SYNC`` objects or tombstones.
+          ``replace``; never on ``RESYNC`` objects or tombstones.
         - ``has_synced`` turns true only after ``process`` returned for the last entry that
           was queued when the first ``replace`` finished; ``is_in_initial_list`` is true for
           those pops.
@@ -131,7 +131,7 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
             _log.warning("fifo_known_object_missing", key=key, fifo="real_fifo")
 
     def resync(self) -> None:
-        """Queue one entry of ``SYNC`` deltas for every known key with nothing pending."""
+        """Queue one entry of ``RESYNC`` deltas for every known key with nothing pending."""
         keys: list[ObjectKey] = []
         deltas: list[Delta[_T]] = []
         with self._cond:
@@ -142,7 +142,7 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
                 obj = self._known.get_by_key(key)
                 if obj is not None:
                     keys.append(key)
-                    deltas.append(Delta(DeltaType.SYNC, obj))
+                    deltas.append(Delta(DeltaType.RESYNC, obj))
             if deltas:
                 self._queue.append((tuple(keys), tuple(deltas)))
                 self._cond.notify_all()

@@ -1,35 +1,46 @@
-"""Reflector: keeps a FIFO in step with the server for one resource (≙ tools/cache/reflector.go).
+"""Reflector: keeps a store in step with the server for one resource (≙ tools/cache/reflector.go).
 
-Data flow: ListerWatcher → **Reflector** → FIFO → informer. The only list/watch loop in
-pycontroller, written as an explicit state machine::
+Data flow: ListerWatcher → **Reflector** → store (the informer's FIFO) → informer. The only
+list/watch loop in pycontroller, written as a state machine whose states carry their data
+(as kube-rs's watcher does)::
 
-    SYNC ──ok──► WATCH ──server closed──► WATCH (from the last RV, no relist)
-      │            ├──410 Gone──────────► BACKOFF → SYNC (at the last RV, unpaginated)
-      │            ├──refused / 429─────► BACKOFF → WATCH
-      │            ├──stalled / broken──► WATCH (immediately; BACKOFF → SYNC if < 1 s, no events)
-      │            └──ERROR / bad line──► BACKOFF → SYNC
-      └──error───► BACKOFF → SYNC
+    Listing ──ok──► Watching(stream) ──server closed──► Watching (from the last RV, no list)
+      │               ├──410 Gone──────────► BackingOff(Listing) (at the last RV, unpaginated)
+      │               ├──refused / 429─────► BackingOff(Watching)
+      │               ├──stalled / broken──► Watching (at once; BackingOff(Listing) if < 1 s,
+      │               │                      no events)
+      │               └──ERROR / bad line──► BackingOff(Listing)
+      └──error───► BackingOff(Listing)
 
-SYNC is a streaming WatchList when the server supports it (with a deadline for the
-initial-events-end bookmark, after which it falls back and remembers), else a paginated LIST.
+Words: to *list* is to fetch the full state (a WatchList stream when the server supports
+it, else a paginated LIST; a second list is a *relist*); a store is *synced* (the informer's
+``has_synced``) once the first list has been processed; a *resync* replays the cache to the
+handlers on a timer. A WatchList that fails (no progress within its deadline, broken or
+malformed stream) falls back to LIST for this list only; a server that rejects it is
+remembered.
+
+Stopping: setting the stop event ends ``run`` at once in every state — a blocked LIST or
+watch open is abandoned (see ``_interrupt``), an open stream (WatchList or watch) is closed,
+a backoff sleep wakes. ``run`` never sets the stop event itself: if it dies on an unexpected
+error the error propagates to its caller (the informer), which owns the reaction.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 import threading
 from collections.abc import Callable
-from typing import Any, Final, final
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, final
 
 import structlog
 
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller._util._logging import log_exception
-from pycontroller.cache._fifo import Queue
+from pycontroller.cache._interrupt import Interrupted, Interrupter
+from pycontroller.cache._listing import list_pages, watch_list
 from pycontroller.cache._reflector_metrics import ReflectorMetrics
-from pycontroller.cache._sync import list_pages, watch_list
 from pycontroller.client._errors import api_error
 from pycontroller.client._list_watch import EventStream, ListerWatcher
 from pycontroller.client._watch import WatchDecodeError, WatchEvent, WatchStalledError
@@ -44,11 +55,67 @@ MIN_WATCH_TIMEOUT: Final = 300.0
 SHORT_WATCH: Final = 1.0
 
 
-class _State(enum.Enum):
-    SYNC = "sync"
-    WATCH = "watch"
-    BACKOFF_SYNC = "backoff_sync"
-    BACKOFF_WATCH = "backoff_watch"
+class ReflectorStore(Protocol):
+    """What a Reflector writes to (the informer's FIFO implements it).
+
+    Thread-safety: implementations must be thread-safe: ``resync`` comes from the
+    reflector's resync thread, everything else from its main thread.
+    """
+
+    def replace(self, objects: list[dict[str, Any]], resource_version: str) -> None:
+        """The full state at ``resource_version`` (after each list)."""
+        ...
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """A watch ADDED event."""
+        ...
+
+    def update(self, obj: dict[str, Any]) -> None:
+        """A watch MODIFIED event."""
+        ...
+
+    def delete(self, obj: dict[str, Any]) -> None:
+        """A watch DELETED event (``obj`` is the object's last state)."""
+        ...
+
+    def resync(self) -> None:
+        """Replay the cache to the handlers (each resync period, if they want it)."""
+        ...
+
+
+# -- states -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """List (WatchList, else paginated LIST), then watch.
+
+    ``relist``: a list succeeded before (counted as a relist). ``from_scratch``: the last
+    resourceVersion is gone (410 / too large), so list at ``""`` (a consistent read).
+    Immutable, like every state.
+    """
+
+    relist: bool = False
+    from_scratch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Watching:
+    """Watch from the last resourceVersion: go on with ``stream`` (a finished WatchList's)
+    or, if None, open a new watch."""
+
+    stream: EventStream | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackingOff:
+    """Sleep the (jittered, growing) backoff, then go to ``then``."""
+
+    then: Listing | Watching
+
+
+State = Listing | Watching | BackingOff
+_RELIST: Final = BackingOff(Listing(relist=True))
+_REWATCH: Final = Watching()
+_REWATCH_LATER: Final = BackingOff(Watching())
 
 
 class ShortWatchError(TransportError):
@@ -62,32 +129,42 @@ def _rv(obj: dict[str, Any]) -> str:
 # How a watch that ended with an error goes on (first match wins): a stalled or broken
 # stream re-watches from the last RV at once; throttling backs off and re-watches; 410,
 # a bad line, an ERROR event or anything else backs off and relists.
-_ON_WATCH_ERROR: Final[tuple[tuple[type[BaseException], str, _State], ...]] = (
-    (ResourceExpiredError, "watch_expired", _State.BACKOFF_SYNC),
-    (TooManyRequestsError, "watch_throttled", _State.BACKOFF_WATCH),
-    (WatchStalledError, "watch_stalled", _State.WATCH),
-    (WatchDecodeError, "watch_decode_failed", _State.BACKOFF_SYNC),
-    (TransportError, "watch_broken", _State.WATCH),
-    (BaseException, "watch_failed", _State.BACKOFF_SYNC),
+_ON_WATCH_ERROR: Final[tuple[tuple[type[BaseException], str, State], ...]] = (
+    (ResourceExpiredError, "watch_expired", _RELIST),
+    (TooManyRequestsError, "watch_throttled", _REWATCH_LATER),
+    (WatchStalledError, "watch_stalled", _REWATCH),
+    (WatchDecodeError, "watch_decode_failed", _RELIST),
+    (TransportError, "watch_broken", _REWATCH),
+    (BaseException, "watch_failed", _RELIST),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _WatchEnd:
+    """How one watch stream ended: the events it applied and the error, if any."""
+
+    events: int
+    error: Exception | None = None
 
 
 @final
 class Reflector:
-    """Lists, then watches one resource and feeds every change into a FIFO.
+    """Lists, then watches one resource and feeds every change into a store.
 
-    Guarantees: after each successful sync the FIFO holds a ``replace`` of the full state
+    Guarantees: after each successful list the store gets a ``replace`` of the full state
     at some resourceVersion, followed by every later event in server order; watches resume
     from the last seen resourceVersion (bookmarks advance it); a 410 leads to a relist at
     the last seen version before falling back to a fresh consistent list, so a mass 410
     does not turn into a storm of full lists.
 
-    Thread-safety: ``run`` is called once, on its own thread; ``last_sync_resource_version``
-    may be read from any thread.
+    Thread-safety: ``run`` is called once, on its own thread; ``last_resource_version``
+    may be read from any thread. ``run`` returns promptly (well under a second) once
+    ``stop`` is set, whatever it is doing; if it raises, its helper threads end when
+    ``stop`` is set.
     """
 
     def __init__(
-        self, lister_watcher: ListerWatcher, store: Queue[Any], *, name: str = "",
+        self, lister_watcher: ListerWatcher, store: ReflectorStore, *, name: str = "",
         expected_kind: str | None = None, resync_period: float = 0.0,
         should_resync: Callable[[], bool] | None = None, page_size: int = 500,
         use_watch_list: bool = True, watch_list_deadline: float = 30.0,
@@ -104,7 +181,6 @@ class Reflector:
         self._resync_period = resync_period
         self._should_resync = should_resync
         self._page_size = page_size
-        self._watch_list = use_watch_list
         self._watch_list_deadline = watch_list_deadline
         self._inactivity = inactivity_timeout
         self._min_watch_timeout = max(min_watch_timeout, 1.0)
@@ -115,30 +191,34 @@ class Reflector:
         self._rand = rand
         self._log = _log.bind(component="reflector", reflector=self.name)
         self._lock = threading.Lock()
-        self._last_sync_rv = ""  # guarded by _lock
-        self._rv_unavailable = False  # last LIST/WATCH at the last RV was expired/too large
-        self._paginated_at_zero = False  # sticky: an RV=0 list came back paginated
-        self._stream: EventStream | None = None  # guarded by _lock
-        self._watching = threading.Event()
-        self._synced_once = False
+        self._last_rv = ""  # guarded by _lock
+        # What this reflector learnt about its server (not loop state): whether it serves
+        # WatchList at all, and whether an RV=0 list came back paginated (no watch cache).
+        self._server_has_watch_list = use_watch_list
+        self._server_paginates_at_zero = False
+        self._interrupter = Interrupter(self.name)
+        self._watching = threading.Event()  # a watch stream is open (resyncs only then)
 
     @property
-    def last_sync_resource_version(self) -> str:
+    def last_resource_version(self) -> str:
         """The resourceVersion of the last list, event or bookmark applied ("" before)."""
         with self._lock:
-            return self._last_sync_rv
+            return self._last_rv
 
     def _set_rv(self, rv: str) -> None:
         if rv:
             with self._lock:
-                self._last_sync_rv = rv
+                self._last_rv = rv
             self._metrics.resource_version_advanced(rv, self._clock.now())
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set; every error is logged, counted and retried."""
+        """Run until ``stop`` is set; every expected error is logged, counted and retried.
+
+        Never sets ``stop``. An unexpected error (a bug, a ``BaseException``) propagates.
+        """
         helpers = [
-            threading.Thread(target=self._close_on_stop, args=(stop,), daemon=True,
+            threading.Thread(target=self._interrupt_on_stop, args=(stop,), daemon=True,
                              name=f"pycontroller-reflector-stop-{self.name}"),
         ]
         if self._resync_period > 0:
@@ -148,33 +228,27 @@ class Reflector:
         for thread in helpers:
             thread.start()
         self._log.info("reflector_started")
-        state, stream = _State.SYNC, None
+        state: State = Listing()
         try:
             while not stop.is_set():
-                state, stream = self._step(state, stream, stop)
+                state = self._step(state, stop)
         finally:
             self._watching.clear()
-            if stream is not None:
-                stream.close()
-            stop.set()  # let helpers finish even if we died on an unexpected error
-            for thread in helpers:
-                thread.join()
-            self._log.info("reflector_stopped")
+            if isinstance(state, Watching) and state.stream is not None:
+                state.stream.close()
+        for thread in helpers:  # only after a normal end: they wait for stop
+            thread.join()
+        self._log.info("reflector_stopped")
 
-    def _step(self, state: _State, stream: EventStream | None,
-              stop: threading.Event) -> tuple[_State, EventStream | None]:
-        if state in (_State.BACKOFF_SYNC, _State.BACKOFF_WATCH):
+    def _step(self, state: State, stop: threading.Event) -> State:
+        if isinstance(state, BackingOff):
             delay = self._backoff.next()
             self._log.debug("backoff_sleep", seconds=round(delay, 3))
             self._clock.sleep(delay, stop)
-            return (_State.SYNC if state is _State.BACKOFF_SYNC else _State.WATCH), None
-        if state is _State.SYNC:
-            try:
-                return _State.WATCH, self._sync(stop)
-            except Exception as exc:
-                self._report("sync_failed", exc)
-                return _State.BACKOFF_SYNC, None
-        return self._watch(stream, stop)
+            return state.then
+        if isinstance(state, Listing):
+            return self._list(state, stop)
+        return self._watch(state, stop)
 
     def _report(self, event: str, exc: BaseException) -> None:
         level = self._log.info if isinstance(exc, ResourceExpiredError) else self._log.warning
@@ -186,135 +260,156 @@ class Reflector:
             except Exception:
                 log_exception(self._log, "watch_error_handler_failed")
 
-    # -- SYNC --------------------------------------------------------------------------
-    def _sync(self, stop: threading.Event) -> EventStream | None:
-        """Bring the store to the server's state; may return the WatchList stream to reuse."""
-        if self._synced_once:
+    # -- Listing -----------------------------------------------------------------------
+    def _list(self, state: Listing, stop: threading.Event) -> State:
+        """Bring the store to the server's state; go on watching (on the WatchList stream)."""
+        if state.relist:
             self._metrics.relist()
-        if self._watch_list:
-            started = self._clock.now()
-            result = watch_list(
-                self._lw, rv="" if self._rv_unavailable else self.last_sync_resource_version,
-                deadline=self._watch_list_deadline, inactivity=self._inactivity,
-                timeout_seconds=self._watch_timeout(), clock=self._clock, stop=stop,
-                log=self._log, kind=self._kind,
-            )
-            if result.unsupported:
-                self._watch_list = False  # remembered for this server and reflector
-            if result.stream is not None:
-                self._rv_unavailable = False
-                self._store.replace(result.items, result.resource_version)
-                self._set_rv(result.resource_version)
-                self._synced_once = True
-                self._metrics.list_done(self._clock.now() - started, len(result.items))
-                return result.stream
-        self._list(stop)
-        return None
-
-    def _list(self, stop: threading.Event) -> None:
-        rv = "" if self._rv_unavailable else (self.last_sync_resource_version or "0")
-        started = self._clock.now()
+        from_scratch = state.from_scratch
         try:
-            page = list_pages(self._lw, rv=rv, limit=self._limit_for(rv), stop=stop)
-        except ResourceExpiredError as exc:  # also "too large resource version"
-            self._log.info("list_expired", resource_version=rv, error=str(exc))
-            self._rv_unavailable = True
-            rv = ""
-            page = list_pages(self._lw, rv=rv, limit=self._page_size, stop=stop)
-        if stop.is_set():
-            return
-        if rv == "0" and page.paginated:
-            self._paginated_at_zero = True
-        self._rv_unavailable = False
-        self._store.replace(page.items, page.resource_version)
-        self._set_rv(page.resource_version)
-        self._synced_once = True
-        duration = self._clock.now() - started
-        self._metrics.list_done(duration, len(page.items))
-        self._log.info("list_completed", items=len(page.items), pages=page.pages,
-                       resource_version=page.resource_version, seconds=round(duration, 3))
+            if self._server_has_watch_list:
+                watching = self._watch_list(from_scratch)
+                if watching is not None:
+                    return watching
+            rv = "" if from_scratch else (self.last_resource_version or "0")
+            started = self._clock.now()
+            try:
+                page = list_pages(self._lw, rv=rv, limit=self._limit_for(rv),
+                                  interrupter=self._interrupter)
+            except ResourceExpiredError as exc:  # also "too large resource version"
+                self._log.info("list_expired", resource_version=rv, error=str(exc))
+                from_scratch, rv = True, ""
+                page = list_pages(self._lw, rv=rv, limit=self._page_size,
+                                  interrupter=self._interrupter)
+            if stop.is_set():
+                return state
+            if rv == "0" and page.paginated:
+                self._server_paginates_at_zero = True
+            self._store.replace(page.items, page.resource_version)
+            self._set_rv(page.resource_version)
+            duration = self._clock.now() - started
+            self._metrics.list_done(duration, len(page.items))
+            self._log.info("list_completed", items=len(page.items), pages=page.pages,
+                           resource_version=page.resource_version, seconds=round(duration, 3))
+            return _REWATCH
+        except Exception as exc:
+            if stop.is_set():  # e.g. Interrupted: no failure, we are leaving
+                return state
+            self._report("list_failed", exc)
+            return BackingOff(Listing(relist=state.relist, from_scratch=from_scratch))
+
+    def _watch_list(self, from_scratch: bool) -> Watching | None:
+        """A WatchList: the store replaced and the stream to watch on, or None to LIST."""
+        started = self._clock.now()
+        result = watch_list(
+            self._lw, rv="" if from_scratch else self.last_resource_version,
+            deadline=self._watch_list_deadline, inactivity=self._inactivity,
+            timeout_seconds=self._watch_timeout(), clock=self._clock,
+            interrupter=self._interrupter, log=self._log, kind=self._kind,
+        )
+        if result.unsupported:
+            self._server_has_watch_list = False  # remembered for this server and reflector
+        if result.stream is None:
+            return None
+        try:
+            self._store.replace(result.items, result.resource_version)
+        except BaseException:
+            result.stream.close()  # not left open behind a failed list
+            raise
+        self._set_rv(result.resource_version)
+        self._metrics.list_done(self._clock.now() - started, len(result.items))
+        return Watching(result.stream)
 
     def _limit_for(self, rv: str) -> int | None:
-        if self._paginated_at_zero or rv in ("", "0"):
+        if self._server_paginates_at_zero or rv in ("", "0"):
             return self._page_size
         return None  # exact RV: unpaginated so the watch cache can serve it
 
-    # -- WATCH -------------------------------------------------------------------------
+    # -- Watching ----------------------------------------------------------------------
     def _watch_timeout(self) -> int:
         return int(self._min_watch_timeout * (1.0 + self._rand()))
 
-    def _open(self, rv: str) -> tuple[_State, EventStream | None]:
+    def _open(self, rv: str) -> EventStream | State:
+        """A new watch stream, or the state to go to when it cannot be opened."""
         try:
-            stream = self._lw.watch(
-                resource_version=rv, timeout_seconds=self._watch_timeout(),
-                send_initial_events=None, resource_version_match=None,
-                inactivity_timeout=self._inactivity)
+            stream: EventStream = self._interrupter.call(
+                lambda: self._lw.watch(
+                    resource_version=rv, timeout_seconds=self._watch_timeout(),
+                    send_initial_events=None, resource_version_match=None,
+                    inactivity_timeout=self._inactivity),
+                discard=lambda late: late.close())
+        except Interrupted:
+            return _REWATCH  # stop is set: the loop ends
         except ResourceExpiredError as exc:
             self._report("watch_expired", exc)
-            return _State.BACKOFF_SYNC, None
+            return _RELIST
         except (TooManyRequestsError, TransportError) as exc:  # refused, throttled: no relist
             self._report("watch_open_failed", exc)
-            return _State.BACKOFF_WATCH, None
+            return _REWATCH_LATER
         except Exception as exc:
             self._report("watch_open_failed", exc)
-            return _State.BACKOFF_SYNC, None
+            return _RELIST
         self._metrics.watch_started()
         self._log.debug("watch_started", resource_version=rv)
-        return _State.WATCH, stream
+        return stream
 
-    def _watch(self, stream: EventStream | None,
-               stop: threading.Event) -> tuple[_State, EventStream | None]:
+    def _watch(self, state: Watching, stop: threading.Event) -> State:
         started = self._clock.now()
-        rv = self.last_sync_resource_version
+        rv = self.last_resource_version
+        stream = state.stream
         if stream is None:
-            state, stream = self._open(rv)
-            if stream is None:
-                return state, None
-        with self._lock:
-            self._stream = stream
+            opened = self._open(rv)
+            if isinstance(opened, (Listing, Watching, BackingOff)):
+                return opened
+            stream = opened
         self._watching.set()
-        counter, after_error = [0], _State.WATCH
         try:
-            self._consume(stream, rv, stop, counter)
-        except Exception as exc:
-            event, after_error = next((e, s) for t, e, s in _ON_WATCH_ERROR if isinstance(exc, t))
-            if not stop.is_set():
-                self._report(event, exc)
+            with self._interrupter.closing(stream.close):
+                end = self._consume(stream, rv, stop)
         finally:
             self._watching.clear()
-            with self._lock:
-                self._stream = None
             stream.close()
-        duration, count = self._clock.now() - started, counter[0]
-        self._metrics.watch_done(duration, count)
-        if stop.is_set() or after_error is not _State.WATCH:
-            return after_error, None
-        if count == 0 and duration < SHORT_WATCH:
+        duration = self._clock.now() - started
+        self._metrics.watch_done(duration, end.events)
+        if end.error is not None:
+            event, after = next((e, s) for t, e, s in _ON_WATCH_ERROR
+                                if isinstance(end.error, t))
+            if not stop.is_set():
+                self._report(event, end.error)
+            if after is not _REWATCH:
+                return after
+        if stop.is_set():
+            return _REWATCH
+        if end.events == 0 and duration < SHORT_WATCH:
             self._metrics.short_watch()
             self._report("watch_too_short", ShortWatchError("watch closed at once"))
-            return _State.BACKOFF_SYNC, None
-        self._log.debug("watch_ended", events=count, seconds=round(duration, 3))
-        return _State.WATCH, None
+            return _RELIST
+        self._log.debug("watch_ended", events=end.events, seconds=round(duration, 3))
+        return _REWATCH
 
-    def _consume(self, stream: EventStream, opened_at: str, stop: threading.Event,
-                 counter: list[int]) -> None:
-        """Apply events until the stream ends; ``counter[0]`` counts accepted events."""
+    def _consume(self, stream: EventStream, opened_at: str, stop: threading.Event) -> _WatchEnd:
+        """Apply events until the stream ends or fails."""
         # A watch from "" or "0" starts with synthetic ADDEDs in no RV order: do not
         # advance the RV until the first non-ADDED event.
         propagate = opened_at not in ("", "0")
-        for event in stream:
-            if stop.is_set():
-                break
-            if event.type == "ERROR":
-                raise api_error(200, event.object)
-            if not self._accept(event):
-                continue
-            counter[0] += 1
-            self._apply(event)
-            if event.type != "ADDED":
-                propagate = True
-            if propagate:
-                self._set_rv(_rv(event.object))
+        events = 0
+        try:
+            for event in stream:
+                if stop.is_set():
+                    break
+                if event.type == "ERROR":
+                    raise api_error(200, event.object)
+                if not self._accept(event):
+                    continue
+                events += 1
+                self._apply(event)
+                if event.type != "ADDED":
+                    propagate = True
+                if propagate:
+                    self._set_rv(_rv(event.object))
+        except Exception as exc:
+            return _WatchEnd(events, exc)
+        return _WatchEnd(events)
 
     def _accept(self, event: WatchEvent) -> bool:
         obj = event.object
@@ -338,13 +433,10 @@ class Reflector:
         except Exception:
             log_exception(self._log, "store_update_failed", type=event.type)
 
-    # -- helpers threads ---------------------------------------------------------------
-    def _close_on_stop(self, stop: threading.Event) -> None:
+    # -- helper threads ----------------------------------------------------------------
+    def _interrupt_on_stop(self, stop: threading.Event) -> None:
         stop.wait()
-        with self._lock:
-            stream = self._stream
-        if stream is not None:
-            stream.close()
+        self._interrupter.interrupt()
 
     def _resync_loop(self, stop: threading.Event) -> None:
         while not self._clock.sleep(self._resync_period, stop):

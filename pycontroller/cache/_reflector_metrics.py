@@ -55,7 +55,7 @@ class ReflectorMetrics:
             self._list_items.observe(items)
 
     def relist(self) -> None:
-        """A sync after the first one started."""
+        """A list after the first successful one (a relist) started."""
         if self._on:
             self._relists.inc()
 
@@ -81,7 +81,7 @@ class ReflectorMetrics:
             self._errors.inc()
 
     def resource_version_advanced(self, rv: str, now: float) -> None:
-        """The last synced resourceVersion moved to ``rv``."""
+        """The last applied resourceVersion moved to ``rv``."""
         if self._on:
             if rv.isdigit():
                 self._last_rv.set(float(rv))

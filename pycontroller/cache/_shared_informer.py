@@ -14,9 +14,8 @@ from typing import Any, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
-from pycontroller._util._logging import log_exception
+from pycontroller._util._logging import exception_fields, log_exception
 from pycontroller.cache._fifo import Delta, DeltaType
-from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._index import NAMESPACE_INDEX, IndexFunc, meta_namespace_index_func
 from pycontroller.cache._keys import DeletedFinalStateUnknown
 from pycontroller.cache._lister import Lister
@@ -32,6 +31,7 @@ from pycontroller.cache._processor import (
     OnUpdate,
     Registration,
     _Listener,
+    resync_period_for,
 )
 from pycontroller.cache._real_fifo import RealFIFO
 from pycontroller.cache._reflector import Reflector
@@ -67,10 +67,18 @@ class SharedIndexInformer:
     update and delete in order, on its own thread (a slow or failing handler delays and
     breaks nobody else; failures are logged as ``handler_failed``); ``on_delete`` may
     receive a ``DeletedFinalStateUnknown`` when a delete happened while the watch was down;
-    after a relist, unchanged objects reach only handlers that asked for resync; cached
-    objects are shared and must not be mutated (the mutation detector checks, always on
-    under the pytest plugin). Objects pass ``transform`` (default: drop managedFields)
-    once, before they are cached.
+    after a relist, an unchanged object (same resourceVersion) is an ``on_update(old, new)``
+    for every handler while the informer has no resync, and for the handlers whose resync
+    is due otherwise (client-go's rule); cached objects are shared and must not be mutated
+    (the mutation detector checks, always on under the pytest plugin). Objects pass
+    ``transform`` (default: drop managedFields) once, before they are cached. One object
+    that cannot be applied (a failing index function, a key error) is logged and counted
+    and never costs the others of its list (see ``ThreadSafeStore``).
+
+    Stopping: ``run`` returns promptly once its stop event is set. It never sets that event
+    itself: if the informer dies on an unexpected error it stops alone, logs
+    ``informer_failed`` with the cause, keeps the error in :attr:`failure` and calls
+    ``on_failure``.
 
     Thread-safety: thread-safe. ``run`` is called once; a stopped informer never restarts.
     """
@@ -80,9 +88,10 @@ class SharedIndexInformer:
         resync_period: float = 0.0, indexers: Mapping[str, IndexFunc[Obj]] | None = None,
         transform: Transform | None = strip_managed_fields, clock: Clock = REAL_CLOCK,
         metrics: ReflectorMetricsProvider | None = None, use_watch_list: bool = True,
-        inactivity_timeout: float = 100.0, freeze_gc_after_sync: bool = False,
+        inactivity_timeout: float = 100.0,
         on_watch_error: Callable[[BaseException], None] | None = None,
         reflector_options: Mapping[str, Any] | None = None,
+        on_failure: Callable[[SharedIndexInformer, BaseException], None] | None = None,
     ) -> None:
         self.name = name or lister_watcher.description
         self._lw = lister_watcher
@@ -98,9 +107,9 @@ class SharedIndexInformer:
         self._metrics_provider = metrics
         self._use_watch_list = use_watch_list
         self._inactivity = inactivity_timeout
-        self._freeze_gc = freeze_gc_after_sync
         self._on_watch_error = on_watch_error
         self._reflector_options = dict(reflector_options or {})
+        self._on_failure = on_failure
         # Reports (log + detected_mutations()) but never kills the informer thread.
         self._detector = CacheMutationDetector(name=self.name, clock=clock,
                                                raise_on_mutation=False)
@@ -109,12 +118,15 @@ class SharedIndexInformer:
         # added after start sees its synthetic adds before any later change.
         self._block_deltas = threading.RLock()
         self._listeners: list[_Listener] = []  # guarded by _block_deltas
-        self._syncing: list[_Listener] = []  # guarded by _block_deltas
         self._handler_seq = 0  # guarded by _block_deltas
         self._state_lock = threading.Lock()
         self._started = False  # guarded by _state_lock
         self._stopped = False  # guarded by _state_lock
         self._synced = threading.Event()
+        # Set when the caller's stop event is set, by _halt(), or when the informer dies:
+        # what every thread of this informer stops on (the caller's event is never set).
+        self._halted = threading.Event()
+        self._failure: BaseException | None = None  # guarded by _state_lock
         self._reflector: Reflector | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,26 +164,33 @@ class SharedIndexInformer:
         """Register a handler; returns its handle (see ``Registration.has_synced``).
 
         ``resync_period`` (default: the informer's) replays the cache to this handler as
-        ``on_update(obj, obj)``; 0 disables it; positive values are raised to at least 1 s,
-        and after start to at least the informer's check period.
+        ``on_update(obj, obj)``; 0 disables it; positive values are raised to at least 1 s.
+        As in client-go, an informer created with resync 0 never resyncs (the handler's
+        period is then 0, with a warning); before start a shorter period lowers the
+        informer's check period, after start it is raised to it.
 
         Raises:
             ShutDownError: the informer was stopped.
         """
-        period = self._default_resync if resync_period is None else resync_period
-        if period > 0:
-            period = max(period, MIN_RESYNC)
+        requested = self._default_resync if resync_period is None else resync_period
+        if requested > 0:
+            requested = max(requested, MIN_RESYNC)
         # Lock order everywhere: _block_deltas, then _state_lock.
         with self._block_deltas:
             with self._state_lock:
                 if self._stopped:
                     raise ShutDownError(f"informer {self.name} is stopped")
                 started = self._started
-                period = self._effective_period_locked(period, started)
+                requested = self._adjust_check_period_locked(requested, started)
+            period = resync_period_for(requested, self._check_period)
+            if requested > 0 and period == 0:
+                self._log.warning("handler_resync_disabled", reason="informer has no resync",
+                                  requested=requested)
             self._handler_seq += 1
             listener = _Listener(f"pycontroller-handler-{self.name}-{self._handler_seq}",
                                  on_add=on_add, on_update=on_update, on_delete=on_delete,
-                                 resync_period=period, clock=self._clock)
+                                 requested_resync=requested, resync_period=period,
+                                 clock=self._clock)
             self._listeners.append(listener)
             if self._metrics_provider is not None:
                 gauge = self._metrics_provider.new_pending_notifications_metric(listener.name)
@@ -184,17 +203,18 @@ class SharedIndexInformer:
         self._log.debug("handler_added", handler=listener.name, resync_period=period)
         return Registration(listener, self.has_synced)
 
-    def _effective_period_locked(self, period: float, started: bool) -> float:
-        if period <= 0:
-            return 0.0
-        if not started:
-            if self._check_period == 0 or period < self._check_period:
-                self._check_period = period
-            return period
-        if self._check_period == 0:
-            self._log.warning("handler_resync_disabled", reason="informer has no resync")
-            return 0.0
-        return max(period, self._check_period)
+    def _adjust_check_period_locked(self, requested: float, started: bool) -> float:
+        """client-go's rule: a period below the check period lowers it before start (and
+        every handler's period follows), or is raised to it after start. A check period of
+        0 (no resync) is never changed."""
+        if 0 < requested < self._check_period:
+            if started:
+                return self._check_period
+            self._check_period = requested
+            for listener in self._listeners:
+                listener.resync_period = resync_period_for(listener.requested_resync,
+                                                           requested)
+        return requested
 
     def remove_event_handler(self, registration: Registration) -> None:
         """Stop deliveries to a handler. Idempotent; returns before a running call ends."""
@@ -202,8 +222,6 @@ class SharedIndexInformer:
         with self._block_deltas:
             if listener in self._listeners:
                 self._listeners.remove(listener)
-            if listener in self._syncing:
-                self._syncing.remove(listener)
         listener.stop()
 
     # -- reads -------------------------------------------------------------------------
@@ -224,9 +242,15 @@ class SharedIndexInformer:
         return self._indexer
 
     @property
-    def last_sync_resource_version(self) -> str:
-        """The reflector's last resourceVersion ("" before start)."""
-        return self._reflector.last_sync_resource_version if self._reflector else ""
+    def failure(self) -> BaseException | None:
+        """The unexpected error this informer died of, or None (also after a normal stop)."""
+        with self._state_lock:
+            return self._failure
+
+    @property
+    def last_resource_version(self) -> str:
+        """The resourceVersion of the last list, event or bookmark applied ("" before)."""
+        return self._reflector.last_resource_version if self._reflector else ""
 
     # -- running -----------------------------------------------------------------------
     def start(self, stop: threading.Event) -> None:
@@ -237,12 +261,19 @@ class SharedIndexInformer:
         thread.start()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for a ``start``-ed informer to finish after its stop event was set."""
+        """Wait for a ``start``-ed informer to finish after it was stopped."""
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _halt(self) -> None:
+        """Stop this informer without touching its caller's stop event (factory shutdown)."""
+        self._halted.set()
+
     def run(self, stop: threading.Event) -> None:
-        """List, watch and process until ``stop`` is set, then stop every handler."""
+        """List, watch and process until ``stop`` is set, then stop every handler.
+
+        Never sets ``stop`` (see the class docstring for failures).
+        """
         with self._block_deltas, self._state_lock:
             if self._started or self._stopped:
                 self._log.warning("informer_already_started")
@@ -250,25 +281,32 @@ class SharedIndexInformer:
             self._started = True
             for listener in self._listeners:
                 listener.start()
-        reflector = Reflector(
-            self._lw, self._fifo, name=self.name, expected_kind=self._kind,
-            resync_period=self._check_period, should_resync=self._should_resync,
-            use_watch_list=self._use_watch_list, inactivity_timeout=self._inactivity,
-            clock=self._clock, on_watch_error=self._on_watch_error,
-            metrics=ReflectorMetrics(self._metrics_provider, self.name),
-            **self._reflector_options,
-        )
-        self._reflector = reflector
-        reflector_thread = threading.Thread(target=self._run_reflector, args=(stop,),
-                                            daemon=True,
-                                            name=f"pycontroller-reflector-{self.name}")
-        reflector_thread.start()
-        self._log.info("informer_started")
+        # Ends with the caller's stop, or within half a second of a halt (factory shutdown,
+        # failure) so no thread outlives the informer for long.
+        threading.Thread(target=self._halt_on, args=(stop,), daemon=True,
+                         name=f"pycontroller-informer-stop-{self.name}").start()
+        reflector_thread: threading.Thread | None = None
         try:
-            self._pop_loop(stop)
+            reflector = Reflector(
+                self._lw, self._fifo, name=self.name, expected_kind=self._kind,
+                resync_period=self._check_period, should_resync=self._should_resync,
+                use_watch_list=self._use_watch_list, inactivity_timeout=self._inactivity,
+                clock=self._clock, on_watch_error=self._on_watch_error,
+                metrics=ReflectorMetrics(self._metrics_provider, self.name),
+                **self._reflector_options,
+            )
+            self._reflector = reflector
+            reflector_thread = threading.Thread(target=self._run_reflector, daemon=True,
+                                                name=f"pycontroller-reflector-{self.name}")
+            reflector_thread.start()
+            self._log.info("informer_started")
+            self._pop_loop()
+        except BaseException as exc:
+            self._fail(exc)
         finally:
-            stop.set()
-            reflector_thread.join()
+            self._halted.set()
+            if reflector_thread is not None:
+                reflector_thread.join()
             with self._block_deltas, self._state_lock:
                 self._stopped = True
                 listeners, self._listeners = list(self._listeners), []
@@ -277,16 +315,39 @@ class SharedIndexInformer:
             for listener in listeners:
                 listener.join(5.0)
             self._detector.check()  # what handlers did in the last period
-            self._log.info("informer_stopped")
+            self._log.info("informer_stopped", failed=self.failure is not None)
+        failure = self.failure
+        if failure is not None and self._on_failure is not None:
+            try:
+                self._on_failure(self, failure)
+            except Exception:
+                log_exception(self._log, "informer_failure_handler_failed")
 
-    def _run_reflector(self, stop: threading.Event) -> None:
+    def _halt_on(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):  # wakes at once when stop is set
+            if self._halted.is_set():
+                return
+        self._halted.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record the first unexpected error, log it with its cause, stop this informer."""
+        with self._state_lock:
+            if self._failure is None:
+                self._failure = exc
+        self._log.error("informer_failed", **exception_fields(exc))
+        self._halted.set()
+
+    def _run_reflector(self) -> None:
         try:
             assert self._reflector is not None
-            self._reflector.run(stop)
+            self._reflector.run(self._halted)
+        except BaseException as exc:
+            if not self._halted.is_set():
+                self._fail(exc)
         finally:
             self._fifo.close()
 
-    def _pop_loop(self, stop: threading.Event) -> None:
+    def _pop_loop(self) -> None:
         while True:
             try:
                 self._fifo.pop(self._process)
@@ -294,7 +355,7 @@ class SharedIndexInformer:
                 return
             except Exception:
                 log_exception(self._log, "delta_processing_failed")
-            if stop.is_set() and self._fifo.is_closed() and len(self._fifo) == 0:
+            if self._halted.is_set() and self._fifo.is_closed() and len(self._fifo) == 0:
                 return
             self.has_synced()
             self._detector.maybe_check()
@@ -305,19 +366,20 @@ class SharedIndexInformer:
                 return
             self._synced.set()
         self._log.info("cache_synced", objects=len(self._indexer))
-        if self._freeze_gc:
-            freeze_cache()
 
     def _should_resync(self) -> bool:
         now = self._clock.now()
         with self._block_deltas:
-            self._syncing = [x for x in self._listeners if x.due_for_resync(now)]
-            return bool(self._syncing)
+            due = [x.due_for_resync(now) for x in self._listeners]  # sets each .resyncing
+            return any(due)
 
     def _process(self, deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
         with self._block_deltas:
             for delta in deltas:
-                self._apply(delta, is_in_initial_list)
+                try:
+                    self._apply(delta, is_in_initial_list)
+                except Exception:  # one bad object must not cost the rest of its list
+                    log_exception(self._log, "delta_apply_failed", type=str(delta.type))
 
     def _apply(self, delta: Delta[Obj], is_in_initial_list: bool) -> None:
         obj = delta.obj
@@ -337,7 +399,8 @@ class SharedIndexInformer:
         if old is not obj:
             self._indexer.update(obj)
             self._detector.add_object(obj)
-        is_sync = delta.type is DeltaType.SYNC or (
+        is_resync = delta.type is DeltaType.RESYNC or (
             delta.type is DeltaType.REPLACED and _rv(old) == _rv(obj))
-        for listener in self._syncing if is_sync else self._listeners:
-            listener.push(_UPDATE, old, obj)
+        for listener in self._listeners:
+            if listener.resyncing or not is_resync:
+                listener.push(_UPDATE, old, obj)

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar, cast, final
 
+import structlog
+
+from pycontroller._util._logging import exception_fields
 from pycontroller.cache._index import IndexFunc, IndexValues, _Indices, compute_index_values
 from pycontroller.cache._keys import DeletedFinalStateUnknown, ObjectKey, meta_namespace_key
 from pycontroller.cache._store import KeyFunc
 
 __all__ = ["ThreadSafeStore"]
 
+_log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 
 
@@ -33,8 +37,11 @@ class ThreadSafeStore(Generic[_T]):
         - reads return snapshots (``list``, ``list_keys``, ``by_index``...) in no particular
           order, except ``index_keys`` (sorted). Objects are the stored instances: do not mutate.
         - an index value whose last key leaves is removed (no leak, kubernetes#84959).
-        - an index function that raises aborts the write (the store is unchanged) and the
-          exception propagates (client-go panics).
+        - an index function that fails on a write (``add``/``update``/``replace``) does not
+          stop it: the object is stored and indexed everywhere except in that one index; the
+          failure is logged (``index_func_failed``) and counted in :attr:`index_errors`.
+          (client-go panics; losing the rest of a relist to one bad object is worse.)
+          ``add_indexers`` still raises, to its caller, and adds nothing.
         - unknown index names raise ``IndexNotFoundError``, including in
           ``list_index_func_values`` (client-go returns an empty list there).
 
@@ -70,6 +77,13 @@ class ThreadSafeStore(Generic[_T]):
         # guarded by _lock; its ``indexers`` attribute is immutable and replaced atomically, so
         # writers may read it without the lock to compute index values outside the lock.
         self._indices = _Indices(indexers or {})
+        self._index_errors = 0  # guarded by _lock
+
+    @property
+    def index_errors(self) -> int:
+        """How many times an index function failed on a write (see the class contract)."""
+        with self._lock:
+            return self._index_errors
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -78,7 +92,6 @@ class ThreadSafeStore(Generic[_T]):
 
         Raises:
             ValueError, TypeError: the key function rejects ``obj``.
-            Exception: an index function raised (the store is unchanged).
         """
         return self._put(self._key_func(obj), obj)
 
@@ -104,14 +117,13 @@ class ThreadSafeStore(Generic[_T]):
 
         Args:
             objects: key → object; the keys are trusted (not recomputed).
-
-        Raises:
-            Exception: an index function raised (the store is unchanged).
         """
         items = dict(objects)
         while True:
             indexers = self._indices.indexers
-            values = {key: compute_index_values(indexers, obj) for key, obj in items.items()}
+            failed: list[tuple[ObjectKey, str, Exception]] = []
+            values = {key: compute_index_values(indexers, obj, _collect(key, failed))
+                      for key, obj in items.items()}
             with self._lock:
                 if self._indices.indexers is not indexers:
                     continue  # add_indexers ran meanwhile: recompute with the new set
@@ -119,7 +131,9 @@ class ThreadSafeStore(Generic[_T]):
                 self._indices.clear()
                 for key, key_values in values.items():
                     self._indices.set_values(key, key_values)
-                return
+                self._index_errors += len(failed)
+            _report(failed)
+            return
 
     def add_indexers(self, indexers: Mapping[str, IndexFunc[_T]]) -> None:
         """Register more indexes and index every stored object under them at once.
@@ -224,11 +238,25 @@ class ThreadSafeStore(Generic[_T]):
     def _put(self, key: ObjectKey, obj: _T) -> _T | None:
         while True:
             indexers = self._indices.indexers
-            values = compute_index_values(indexers, obj)  # user code: outside the lock
+            failed: list[tuple[ObjectKey, str, Exception]] = []
+            # user code: outside the lock
+            values = compute_index_values(indexers, obj, _collect(key, failed))
             with self._lock:
                 if self._indices.indexers is not indexers:
                     continue  # add_indexers ran meanwhile: recompute with the new set
                 old = self._items.get(key)
                 self._items[key] = obj
                 self._indices.set_values(key, values)
-                return old
+                self._index_errors += len(failed)
+            _report(failed)
+            return old
+
+
+def _collect(key: ObjectKey,
+             failed: list[tuple[ObjectKey, str, Exception]]) -> Callable[[str, Exception], None]:
+    return lambda index, exc: failed.append((key, index, exc))
+
+
+def _report(failed: list[tuple[ObjectKey, str, Exception]]) -> None:
+    for key, index, exc in failed:
+        _log.error("index_func_failed", key=key, index=index, **exception_fields(exc))

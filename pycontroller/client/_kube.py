@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import socket
 import ssl
@@ -262,6 +263,25 @@ class Client:
         self._observers: tuple[WriteObserver, ...] = ()
         self._owns_pool = True
 
+    def with_request_timeout(self, request_timeout: float) -> Client:
+        """Return a view of this client whose requests give up after ``request_timeout`` s.
+
+        The bound covers connecting (at most 10 s) and each wait for data. The view shares
+        the connection pool, configuration and write observers; ``close()`` on it does
+        nothing. Use it where one hung request must not eat a deadline, as the Manager does
+        for its Lease (``max(1, renew_deadline / 2)``, as client-go does).
+
+        Raises:
+            ValueError: ``request_timeout`` is not a finite number > 0.
+        """
+        if not 0 < request_timeout < math.inf:
+            raise ValueError(f"request_timeout must be a finite number > 0, "
+                             f"got {request_timeout!r}")
+        view = copy.copy(self)
+        view._timeout = request_timeout
+        view._owns_pool = False
+        return view
+
     def with_write_observer(self, observer: WriteObserver) -> Client:
         """Return a view of this client that also reports successful writes to ``observer``.
 
@@ -333,7 +353,8 @@ class Client:
         try:
             resp = self._pool.request(
                 method, self.host + path, body=body, headers=self._headers(content_type),
-                timeout=timeout or urllib3.Timeout(connect=10.0, read=self._timeout),
+                timeout=timeout or urllib3.Timeout(connect=min(10.0, self._timeout),
+                                                   read=self._timeout),
                 preload_content=not stream, retries=False, redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:

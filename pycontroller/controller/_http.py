@@ -202,6 +202,10 @@ class _Server(HTTPServer):
 class ProbeServer:
     """Serves fixed routes on one address from a daemon thread, within ``limits``.
 
+    Raises (on construction):
+        ValueError: ``address`` is not ``host:port``.
+        OSError: it cannot listen there; the message names the address.
+
     Thread-safety: thread-safe; routes are called from connection threads concurrently.
     """
 
@@ -255,7 +259,11 @@ class ProbeServer:
                 _log.debug("http_bad_request", peer=self.client_address[0],
                            error=format % args)
 
-        self._server = _Server((host, port), Handler, limits or Limits())
+        try:
+            self._server = _Server((host, port), Handler, limits or Limits())
+        except OSError as exc:  # in use, no permission, a host that does not resolve
+            raise OSError(exc.errno, f"cannot listen on {address}: "
+                                     f"{exc.strerror or exc}") from exc
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
                                         daemon=True, name=f"pycontroller-http-{port}")
 

@@ -43,15 +43,24 @@ from pycontroller.workqueue import RateLimitingQueue
 _log = structlog.get_logger(__name__)
 
 
+def _forward(source: threading.Event, target: threading.Event) -> None:
+    """Set ``target`` once ``source`` is set; return as soon as either is."""
+    while not target.wait(0.05):
+        if source.is_set():
+            target.set()
+
+
 @final
 class Manager:
     """Runs controllers with shared informers, probes, metrics and graceful shutdown.
 
     ``run()`` blocks until SIGTERM/SIGINT (or ``stop`` is set) and returns the process
     exit code: 0 after a clean shutdown, 1 if the caches did not sync within
-    ``sync_timeout`` (the error names the resources). On the first signal the workers take
-    no new keys, running reconciles get ``grace_period`` seconds, then informers stop; a
-    second signal exits at once.
+    ``sync_timeout`` (the error names the resources) or an informer died (logged as
+    ``informer_failed`` with the cause; ``/healthz`` fails from then on). On the first
+    signal the workers take no new keys, running reconciles get ``grace_period`` seconds,
+    then informers stop; a second signal exits at once. ``run()`` never sets the caller's
+    ``stop``: a failure or a lost lease ends the run through the Manager's own event.
 
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
     Pod pass ``":8080"``/``":8081"`` to listen on all interfaces. ``None`` disables one.
@@ -98,7 +107,10 @@ class Manager:
             client.metrics = self._metrics
         self.factory = SharedInformerFactory(client, namespace=namespace,
                                              resync_period=resync_period,
-                                             metrics=self._metrics)
+                                             metrics=self._metrics,
+                                             on_failure=self._on_informer_failure)
+        self._informer_failed = threading.Event()
+        self._run_stop: threading.Event | None = None
         self._metrics_address = metrics_bind_address
         self._health_address = health_probe_bind_address
         self._sync_timeout = sync_timeout
@@ -246,7 +258,9 @@ class Manager:
         return False, "waiting for leadership" if self._election else "starting"
 
     def healthy(self) -> tuple[bool, str]:
-        """Healthy when every worker lives and none is stuck."""
+        """Healthy when every informer and every worker lives and none is stuck."""
+        for name, exc in self.factory.failures().items():
+            return False, f"informer {name} failed: {type(exc).__name__}: {exc}"
         for controller in self._controllers:
             ok, why = controller.healthy()
             if not ok:
@@ -299,13 +313,26 @@ class Manager:
         signal.signal(signal.SIGINT, on_signal)
 
     def run(self, stop: threading.Event | None = None) -> int:
-        """Run until stopped; return the exit code (see the class docstring)."""
-        stop = stop or threading.Event()
+        """Run until stopped; return the exit code (see the class docstring).
+
+        Raises:
+            OSError: a probe or metrics server cannot listen on its address (the message
+                names it); everything started so far has been stopped.
+        """
+        # The Manager's own event: a dead informer or a lost lease sets it, never the
+        # caller's (which may stop other things the caller runs); the caller's is forwarded.
+        caller, stop = stop, threading.Event()
+        self._run_stop = stop
         self._install_signals(stop)
-        self._start_servers()
-        for recorder in self._recorders:
-            recorder.start()
+        forward = None
+        if caller is not None:
+            forward = threading.Thread(target=_forward, args=(caller, stop), daemon=True,
+                                       name="pycontroller-manager-stop")
+            forward.start()
         try:
+            self._start_servers()  # OSError (port in use) propagates, after the cleanup
+            for recorder in self._recorders:
+                recorder.start()
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
@@ -313,13 +340,24 @@ class Manager:
             else:
                 self._stand_for_election(stop)
             stop.wait()
-            return 1 if self._lost_leadership.is_set() else 0
+            failed = self._lost_leadership.is_set() or self._informer_failed.is_set()
+            return 1 if failed else 0
         except CacheSyncTimeoutError as exc:
             self._log.error("cache_sync_timeout", error=str(exc))
             return 1
         finally:
             stop.set()
             self._shutdown()
+            if forward is not None:
+                forward.join()
+
+    def _on_informer_failure(self, informer: Any, exc: BaseException) -> None:
+        # A dead informer starves its controllers: exit non-zero so the Pod restarts.
+        self._log.error("informer_failed", informer=informer.name, error=str(exc),
+                        error_type=type(exc).__name__)
+        self._informer_failed.set()
+        if self._run_stop is not None:
+            self._run_stop.set()
 
     def _start_controllers(self, stop: threading.Event) -> None:
         for controller in self._controllers:
@@ -330,7 +368,10 @@ class Manager:
     def _stand_for_election(self, stop: threading.Event) -> None:
         assert self._election is not None
         namespace, name = self._lease
-        lock = LeaseLock(self._client, namespace, name, self._identity)
+        # One hung request must not eat the renew window (client-go does the same).
+        lock_client = self._client.with_request_timeout(
+            max(1.0, self._election.renew_deadline / 2))
+        lock = LeaseLock(lock_client, namespace, name, self._identity)
 
         status = self._metrics.new_leader_election_status_metric(name)
         status.set(0)

@@ -17,6 +17,7 @@ when the event it receives is set::
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import random
 import threading
@@ -39,6 +40,9 @@ _log = structlog.get_logger(__name__)
 
 JITTER_FACTOR: Final = 1.2
 """Acquire attempts are spaced ``retry_period * (1 + random() * JITTER_FACTOR)`` apart."""
+# How much faster a candidate's clock may run than the leader's, together with the time the
+# leader's work needs to stop after its event is set (see LeaderElectionConfig).
+_SAFETY_FACTOR: Final = 1.2
 _POLL: Final = 0.1  # seconds between checks of the stop event while a request runs
 
 
@@ -73,16 +77,24 @@ class LeaderElectionConfig:
     Attributes:
         lease_duration: seconds a non-leader waits, after it last saw the record change,
             before taking over. Written to the Lease truncated to whole seconds.
-        renew_deadline: seconds the leader keeps trying to renew, counted from the start of
-            its last successful renewal, before it steps down.
+        renew_deadline: seconds the leader may lead, counted from the start of its last
+            successful renewal (or of its acquisition): it retries failed renewals within
+            that time and steps down at its end at the latest.
         retry_period: seconds between attempts (acquire attempts are jittered by 1.2).
         release_on_cancel: on exit, once the work has returned, write an empty holder with
             a 1 s lease so that a standby takes over within one retry period.
         name: names the log entries and threads; defaults to the lock's description.
 
     Invariants:
-        ``lease_duration > renew_deadline > 1.2 * retry_period > 0`` and
-        ``lease_duration >= 1``.
+        ``int(lease_duration) > 1.2 * renew_deadline`` and
+        ``renew_deadline > 1.2 * retry_period > 0``. Why: a leader whose last successful
+        write started at ``s`` (its clock) leads until ``s + renew_deadline`` at the latest;
+        that write reached the server no earlier than ``s``, and another candidate starts
+        its ``int(lease_duration)`` wait (its clock) only once it has read it. So no two
+        lead at once while ``int(lease_duration) / r_candidate > renew_deadline / r_leader
+        + stop_latency``, ``r`` being clock rates. The factor 1.2 covers candidate clocks
+        running up to 20 % faster than the leader's, or the equivalent time
+        (``0.2 * renew_deadline``) for the work to stop after its event is set.
     """
 
     lease_duration: float = 15.0
@@ -93,14 +105,18 @@ class LeaderElectionConfig:
 
     def __post_init__(self) -> None:
         for field in ("lease_duration", "renew_deadline", "retry_period"):
-            if not getattr(self, field) > 0:
-                raise ValueError(f"{field} must be > 0, got {getattr(self, field)!r}")
+            value = getattr(self, field)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{field} must be a finite number > 0, got {value!r}")
         if self.lease_duration < 1:
             raise ValueError(f"lease_duration must be >= 1 s (the Lease stores whole seconds), "
                              f"got {self.lease_duration}")
-        if self.lease_duration <= self.renew_deadline:
-            raise ValueError(f"lease_duration ({self.lease_duration}) must be greater than "
-                             f"renew_deadline ({self.renew_deadline})")
+        if int(self.lease_duration) <= _SAFETY_FACTOR * self.renew_deadline:
+            raise ValueError(
+                f"lease_duration ({self.lease_duration}, {int(self.lease_duration)} whole s "
+                f"in the Lease) must be greater than {_SAFETY_FACTOR} x renew_deadline "
+                f"({self.renew_deadline}): others could take over while this leader still "
+                "leads")
         if self.renew_deadline <= JITTER_FACTOR * self.retry_period:
             raise ValueError(f"renew_deadline ({self.renew_deadline}) must be greater than "
                              f"{JITTER_FACTOR} x retry_period ({self.retry_period})")
@@ -136,19 +152,21 @@ class LeaderElector:
     """Runs for leadership on a lock and calls back when it starts and stops leading.
 
     Guarantees: at most one candidate is recorded as holder at a time (optimistic
-    concurrency on the lock); the leader renews every ``retry_period``; a leader that cannot
-    renew steps down (sets the work's event and calls ``on_stopped_leading``) within
-    ``renew_deadline`` of the start of its last successful renewal, even when a request
-    hangs; others take over no sooner than ``lease_duration`` after they saw the record's
-    last change. Mutual exclusion of the *work* is not guaranteed: it needs the work to
-    honour its event and clocks that advance at the same rate (see the docs).
+    concurrency on the lock); the leader renews every ``retry_period``; a leader never leads
+    at or past ``renew_deadline`` after the start of its last successful renewal: it steps
+    down (sets the work's event, then calls ``on_stopped_leading``) by then, even when a
+    request hangs; others take over no sooner than ``lease_duration`` after they saw the
+    record's last change. Hence, with a valid config, two electors never lead at the same
+    instant while their clock rates differ by less than the config's margin. Mutual
+    exclusion of the *work* additionally needs the work to honour its event (see the
+    docs).
 
     Thread-safety: thread-safe; ``run`` may be active on one thread at a time, the queries
     from any thread. Callbacks are never called with a lock held.
 
     Invariants:
         at most one lock operation is in flight (``_call``); ``_leading`` implies the last
-        acquire or renewal succeeded less than ``renew_deadline`` ago.
+        successful acquire or renewal started less than ``renew_deadline`` ago (our clock).
     """
 
     def __init__(
@@ -236,9 +254,12 @@ class LeaderElector:
         cfg = self._config
         while not stop.is_set():
             start = self._clock.now()
-            ok = self._attempt(self._try_acquire_or_renew, stop, start + cfg.renew_deadline)
+            deadline = start + cfg.renew_deadline
+            ok = self._attempt(self._try_acquire_or_renew, stop, deadline)
             self._report_transition()
-            if ok:
+            # A success that arrives at the deadline would leave no time to lead: the next
+            # attempt renews it (we are the holder) with a fresh deadline.
+            if ok and self._clock.now() < deadline:
                 return start
             delay = cfg.retry_period * (1 + self._random.random() * JITTER_FACTOR)
             if self._clock.sleep(delay, stop):
@@ -246,21 +267,30 @@ class LeaderElector:
         return None
 
     def _renew(self, stop: threading.Event, last_ok: float) -> None:
-        """Renew every retry period until ``stop`` or no success within the renew deadline."""
+        """Renew every retry period; return on ``stop`` or at the renew deadline.
+
+        The deadline is ``renew_deadline`` after the start of the last successful attempt.
+        No wait and no attempt outlasts it: a failed renewal is retried after
+        ``retry_period`` or at the deadline, whichever is sooner, and reaching the deadline
+        without a success that arrived before it returns at once (the caller steps down).
+        """
         cfg = self._config
-        while not self._clock.sleep(cfg.retry_period, stop):
-            start = self._clock.now()
+        while True:
             deadline = last_ok + cfg.renew_deadline
+            pause = min(cfg.retry_period, deadline - self._clock.now())
+            if (pause > 0 and self._clock.sleep(pause, stop)) or stop.is_set():
+                return
+            start = self._clock.now()
             ok = start < deadline and self._attempt(self._try_acquire_or_renew, stop, deadline)
             self._report_transition()
+            if stop.is_set():
+                return
+            if self._clock.now() >= deadline:
+                self._log.warning("leader_lost", renew_deadline=cfg.renew_deadline)
+                return
             if ok:
                 last_ok = start
                 self._log.debug("leader_renewed")
-            elif stop.is_set():
-                return
-            elif self._clock.now() >= deadline:
-                self._log.warning("leader_lost", renew_deadline=cfg.renew_deadline)
-                return
 
     def _step_down(self, leading: threading.Event, work: threading.Thread | None) -> None:
         with self._cond:

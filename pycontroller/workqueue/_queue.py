@@ -16,7 +16,6 @@ from typing import Generic, TypeVar, final, overload
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller.errors import ShutDownError
 from pycontroller.metrics._provider import NoopMetricsProvider, WorkqueueMetricsProvider
-from pycontroller.metrics.prometheus import PrometheusMetricsProvider
 
 K = TypeVar("K", bound=Hashable)
 
@@ -128,8 +127,6 @@ class _BaseQueue(Generic[K]):
         self._shutting_down = False  # guarded by _lock
         self._draining = False  # guarded by _lock
         self._getters = 0  # guarded by _lock; threads blocked in get()
-        if metrics is None and name:
-            metrics = PrometheusMetricsProvider()
         # None when nothing is recorded: the hot path tests it once per call.
         self._metrics: _QueueMetrics[K] | None = (
             None if not name or metrics is None or isinstance(metrics, NoopMetricsProvider)
@@ -336,9 +333,10 @@ class WorkQueue(_BaseQueue[K]):
 
     Args:
         name: labels the queue's metrics; an unnamed queue records no metrics.
-        metrics: where a named queue records; ``None`` means
-            ``PrometheusMetricsProvider()`` on prometheus_client's default registry,
-            ``NoopMetricsProvider()`` records nothing at no cost.
+        metrics: where a named queue records; ``None`` (the default, as client-go's noop
+            provider) and ``NoopMetricsProvider()`` record nothing at no cost. Nothing is
+            ever registered in prometheus_client's global registry unless a provider
+            built on it is passed.
         clock: time source for ``get``/``shut_down_with_drain`` timeouts and metrics.
 
     Thread-safety: thread-safe; any number of producers and workers.

@@ -198,7 +198,7 @@ def test_slow_and_failing_handlers_do_not_hold_up_others(
     kube_client: Client, kube_namespace: str, stop: threading.Event
 ) -> None:
     informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
+                                   expected_kind="ConfigMap")
     gate = threading.Event()
     slow = informer.add_event_handler(on_add=lambda obj, initial: gate.wait(30))
 
@@ -224,7 +224,7 @@ def test_handler_added_after_sync_sees_every_object_once(
     for i in range(30):
         kube_client.create(CONFIGMAPS, cm(f"o{i}"), kube_namespace)
     informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
-                                   expected_kind="ConfigMap", freeze_gc_after_sync=False)
+                                   expected_kind="ConfigMap")
     start(informer, stop)
     rec = Recorder()
     reg = informer.add_event_handler(**rec.handlers())
@@ -328,3 +328,55 @@ def test_pods_informer_sees_kwok_status_updates(
 
     wait_for(running, timeout=30)
     factory.shutdown(10)
+
+
+def test_factory_shutdown_stops_every_informer_whatever_stop_event(
+    kube_client: Client, kube_namespace: str
+) -> None:
+    """Issue 8 item 8: only the informers of the most recent stop event used to stop."""
+    factory = SharedInformerFactory(kube_client, namespace=kube_namespace)
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = factory.informer_for(CONFIGMAPS)
+    factory.start(first_stop)
+    second = factory.informer_for(PODS)
+    factory.start(second_stop)
+    assert factory.wait_for_cache_sync(threading.Event(), timeout=30) == {
+        first.name: True, second.name: True}
+    factory.shutdown(10)
+    for informer in (first, second):
+        assert informer._thread is not None and not informer._thread.is_alive()
+    assert not first_stop.is_set() and not second_stop.is_set()  # the callers' events
+    late = factory.informer_for(CONFIGMAPS, label_selector="late=1")
+    with capture_logs() as logs:
+        factory.start(threading.Event())
+    assert late._thread is None, "start() after shutdown() starts nothing"
+    assert any(e["event"] == "informer_factory_shut_down" for e in logs)
+    # No thread of the informers outlives shutdown (the caller's events are still unset).
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name.startswith("pycontroller-informer")], timeout=5)
+
+
+@pytest.mark.parametrize("use_watch_list", [True, False], ids=["watch-list", "list"])
+def test_stop_is_prompt_while_the_apiserver_is_silent(
+    kube_envtest: ControlPlane, kube_client: Client, kube_namespace: str, use_watch_list: bool
+) -> None:
+    """Issue 8 items 5 and 6: stopping inside a WatchList or a LIST page that a silent
+    server never answers used to wait for the request's deadline (30 s)."""
+    import time
+
+    informer = SharedIndexInformer(ListWatch(kube_client, CONFIGMAPS, kube_namespace),
+                                   expected_kind="ConfigMap", use_watch_list=use_watch_list)
+    stop = threading.Event()
+    kube_envtest.pause()
+    try:
+        informer.start(stop)
+        time.sleep(1.0)  # the first request is on its way and unanswered
+        assert not informer.has_synced()
+        started = time.monotonic()
+        stop.set()
+        informer.join(10)
+        latency = time.monotonic() - started
+    finally:
+        kube_envtest.resume()
+    assert informer._thread is not None and not informer._thread.is_alive()
+    assert latency < 1.0, f"stop took {latency:.2f}s"

@@ -142,6 +142,7 @@ def test_lost_lease_stops_handing_out_keys_and_exits_1_at_once(
         # Within the renew deadline plus slack, not after the 60 s grace period.
         assert time.monotonic() - stolen_at < FAST.renew_deadline + 8
         assert leader.code == [1]
+        assert not leader.stop.is_set()  # the caller's event is never set by run()
         assert controller.queue.shutting_down()
     finally:
         controller.release.set()

@@ -42,8 +42,7 @@ def test_failed_handler_logs_no_frame_locals(config: str, stop: threading.Event)
         raise RuntimeError(f"cannot reconcile {len(data)} keys")
 
     with captured(config) as out:
-        informer = SharedIndexInformer(lw, expected_kind="Secret", use_watch_list=False,
-                                       freeze_gc_after_sync=False)
+        informer = SharedIndexInformer(lw, expected_kind="Secret", use_watch_list=False)
         informer.add_event_handler(on_add=on_add)
         informer.start(stop)
         wait_for(lambda: "handler_failed" in out.getvalue(), timeout=20,

@@ -8,7 +8,7 @@ from fifo_helpers import (
     ADDED,
     DELETED,
     REPLACED,
-    SYNC,
+    RESYNC,
     UPDATED,
     Obj,
     drain,
@@ -130,7 +130,7 @@ def test_resync_skips_keys_that_have_queued_deltas() -> None:  # item 30
     fifo: DeltaFIFO[Obj] = DeltaFIFO(known_objects=known(obj("a", 1), obj("b", 1)))
     fifo.update(obj("a", 2))
     fifo.resync()
-    assert drain(fifo) == [(Delta(UPDATED, obj("a", 2)),), (Delta(SYNC, obj("b", 1)),)]
+    assert drain(fifo) == [(Delta(UPDATED, obj("a", 2)),), (Delta(RESYNC, obj("b", 1)),)]
 
 
 def test_resync_without_known_objects_does_nothing() -> None:

@@ -233,6 +233,30 @@ def test_transform_runs_once_per_incoming_object_not_on_sync_or_tombstones(
 
 
 @FIFOS
+def test_one_bad_object_does_not_lose_the_rest_of_a_list(make: Factory) -> None:
+    """A transform that raises queues the object untransformed; an object without a key is
+    left out and logged; the rest of the relist is queued either way."""
+    from structlog.testing import capture_logs
+
+    def picky(o: Obj) -> Obj:
+        if o["metadata"]["name"] == "odd":
+            raise ValueError("transform bug")
+        return o | {"slim": True}
+
+    fifo = make(ThreadSafeStore(), picky)
+    with capture_logs() as logs:
+        fifo.replace([obj("a"), obj("odd"), {"no": "metadata"}, obj("b")], "7")
+        fifo.add(obj("odd"))
+    popped: list[Any] = []
+    while len(fifo):
+        popped.extend(d.obj for d in fifo.pop(ignore))
+    assert sorted((o["metadata"]["name"], o.get("slim")) for o in popped) == [
+        ("a", True), ("b", True), ("odd", None), ("odd", None)]
+    assert [e["event"] for e in logs] == ["transform_failed", "transform_failed",
+                                          "fifo_object_dropped", "transform_failed"]
+
+
+@FIFOS
 def test_transform_result_is_what_gets_queued(make: Factory) -> None:
     fifo = make(ThreadSafeStore(), lambda o: {"metadata": o["metadata"], "slim": True})
     fifo.add(obj("a") | {"fat": "x" * 100})
@@ -293,7 +317,7 @@ def test_resync_skips_the_key_in_flight(make: Factory) -> None:
     fifo.pop(process)
     assert len(fifo) == 1
     (sync,) = fifo.pop(apply)
-    assert sync == Delta(DeltaType.SYNC, obj("b", rv=1))
+    assert sync == Delta(DeltaType.RESYNC, obj("b", rv=1))
     assert indexer.get_by_key("ns/a") == obj("a", rv=2)
 
 
@@ -394,4 +418,4 @@ def test_delta_is_frozen_slotted_copyable_and_buildable_through_an_alias() -> No
         delta.type = DeltaType.UPDATED  # type: ignore[misc]
     assert copy.deepcopy(delta) == delta
     assert pickle.loads(pickle.dumps(delta)) == delta
-    assert str(DeltaType.SYNC) == "Sync"
+    assert str(DeltaType.RESYNC) == "Sync"

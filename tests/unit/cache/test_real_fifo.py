@@ -8,7 +8,7 @@ from fifo_helpers import (
     ADDED,
     DELETED,
     REPLACED,
-    SYNC,
+    RESYNC,
     UPDATED,
     Obj,
     drain,
@@ -128,7 +128,7 @@ def test_resync_queues_one_entry_skipping_pending_keys() -> None:
     fifo.update(obj("a", 2))
     fifo.resync()
     assert drain(fifo) == [(Delta(UPDATED, obj("a", 2)),),
-                           (Delta(SYNC, obj("b", 1)), Delta(SYNC, obj("c", 1)))]
+                           (Delta(RESYNC, obj("b", 1)), Delta(RESYNC, obj("c", 1)))]
 
 
 def test_resync_with_empty_cache_queues_nothing() -> None:

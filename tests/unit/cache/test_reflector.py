@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -74,7 +75,7 @@ def run_reflector(lw: FakeListerWatcher) -> Iterator[Runner]:
         store = RecordingStore()
         kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
         kwargs.setdefault("expected_kind", "Pod")
-        reflector = Reflector(lw, store, **kwargs)  # type: ignore[arg-type]
+        reflector = Reflector(lw, store, **kwargs)
         thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
         thread.start()
         threads.append(thread)
@@ -109,7 +110,7 @@ def test_first_list_is_rv0_limit500_then_watch_from_list_rv(
     watch = watches(lw)[0]
     assert watch["resource_version"] == "101"
     assert 300 <= watch["timeout_seconds"] <= 599
-    assert reflector.last_sync_resource_version == "101"
+    assert reflector.last_resource_version == "101"
 
 
 def test_watchlist_rejected_falls_back_to_list_and_is_remembered(
@@ -134,7 +135,7 @@ def test_events_reach_store_and_advance_rv(lw: FakeListerWatcher, run_reflector:
     lw.remove("default", "a")
     wait_for(lambda: store.count("delete") == 1, timeout=5)
     assert [op for op, _ in store.ops[1:]] == ["add", "update", "delete"]
-    assert reflector.last_sync_resource_version == "103"
+    assert reflector.last_resource_version == "103"
 
 
 def test_bookmark_advances_rv_without_store_change(
@@ -143,7 +144,7 @@ def test_bookmark_advances_rv_without_store_change(
     reflector, store = run_reflector(use_watch_list=False)
     assert lw.wait_for_watches(1)
     rv = lw.bookmark()
-    wait_for(lambda: reflector.last_sync_resource_version == rv, timeout=5)
+    wait_for(lambda: reflector.last_resource_version == rv, timeout=5)
     assert [op for op, _ in store.ops] == ["replace"]
 
 
@@ -157,7 +158,7 @@ def test_wrong_kind_is_skipped_and_does_not_advance_rv(
     lw.emit(WatchEvent("ADDED", {"kind": "Pod", "metadata": {"name": "p",
                                                               "resourceVersion": "150"}}))
     wait_for(lambda: store.count("add") == 1, timeout=5)
-    assert reflector.last_sync_resource_version == "150"
+    assert reflector.last_resource_version == "150"
 
 
 def test_normal_watch_end_rewatches_from_last_rv_without_list(
@@ -356,7 +357,7 @@ def test_watch_list_fills_store_and_keeps_the_stream(
     reflector, store = run_reflector(inactivity_timeout=50.0)
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert store.ops[0] == ("replace", (["a", "b"], "102"))
-    assert reflector.last_sync_resource_version == "102"
+    assert reflector.last_resource_version == "102"
     lw.upsert(pod("c"))  # arrives on the same stream: no second WATCH, no LIST
     wait_for(lambda: store.count("add") == 1, timeout=5)
     assert len(lw.calls) == 1 and not lists(lw)
@@ -371,9 +372,224 @@ def test_watch_list_without_end_bookmark_falls_back_within_deadline(
     _, store = run_reflector(watch_list_deadline=0.3)
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert lists(lw), "fell back to LIST"
-    lw.close_watches()
-    wait_for(lambda: len(watches(lw)) >= 2, timeout=5)
-    assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 1
+    # Issue 8 item 11: one timeout does not switch WatchList off for good (this test used
+    # to pin that it did): the next relist (a malformed line forces one) tries it again.
+    assert lw.wait_for_watches(2)
+    lw.emit(WatchDecodeError("garbage"))
+    wait_for(lambda: sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2,
+             timeout=5)
+
+
+# -- issue 8: stopping promptly in every state, WatchList progress and failures ----------
+
+def _start(lw: FakeListerWatcher, **kwargs: Any) -> tuple[Reflector, threading.Event,
+                                                          threading.Thread, RecordingStore]:
+    store = RecordingStore()
+    kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
+    kwargs.setdefault("expected_kind", "Pod")
+    reflector = Reflector(lw, store, **kwargs)
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
+    thread.start()
+    return reflector, stop, thread, store
+
+
+def _stop_latency(stop: threading.Event, thread: threading.Thread) -> float:
+    started = time.monotonic()
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive(), "the reflector did not stop"
+    return time.monotonic() - started
+
+
+class _Blocking:
+    """Makes LIST or WATCH calls of a fake block (as a request to a silent server)."""
+
+    def __init__(self, lw: FakeListerWatcher, verb: str) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        real = getattr(lw, verb)
+
+        def blocked(**kw: Any) -> Any:
+            if verb == "list" or not kw["send_initial_events"]:
+                self.entered.set()
+                self.release.wait(30)  # a request's read timeout
+            return real(**kw)
+
+        setattr(lw, verb, blocked)
+
+
+STOP_BUDGET = 1.0  # "well under a second" (typically a few ms; generous for a loaded CI)
+
+
+def test_stop_inside_initial_watch_list_is_prompt(lw: FakeListerWatcher) -> None:
+    lw.watch_list = False  # the initial events arrive, the end bookmark never does
+    lw.upsert(pod("a"))
+    _, stop, thread, store = _start(lw, watch_list_deadline=60.0)
+    assert lw.wait_for_watches(1)
+    wait_for(lambda: lw.streams and lw.streams[0]._queue.empty(), timeout=5)
+    assert _stop_latency(stop, thread) < STOP_BUDGET
+    assert lw.streams[0].closed and store.ops == [] and not lists(lw)
+
+
+def test_stop_inside_a_list_page_is_prompt(lw: FakeListerWatcher) -> None:
+    blocking = _Blocking(lw, "list")
+    _, stop, thread, store = _start(lw, use_watch_list=False)
+    try:
+        assert blocking.entered.wait(5)
+        assert _stop_latency(stop, thread) < STOP_BUDGET
+        assert store.ops == []
+    finally:
+        blocking.release.set()
+
+
+def test_stop_while_opening_a_watch_is_prompt(lw: FakeListerWatcher) -> None:
+    blocking = _Blocking(lw, "watch")
+    _, stop, thread, _ = _start(lw, use_watch_list=False)
+    try:
+        assert blocking.entered.wait(5)
+        assert _stop_latency(stop, thread) < STOP_BUDGET
+    finally:
+        blocking.release.set()
+    wait_for(lambda: all(s.closed for s in lw.streams), timeout=5)  # the late stream too
+
+
+def test_stop_in_backoff_is_prompt(lw: FakeListerWatcher) -> None:
+    lw.list_errors.append(ServerError(500, "InternalError", "boom"))
+    backoff = Backoff(initial=60.0, cap=120.0)
+    _, stop, thread, _ = _start(lw, use_watch_list=False, backoff=backoff)
+    wait_for(lambda: len(lists(lw)) == 1, timeout=5)
+    time.sleep(0.05)  # now asleep in the 60 s backoff
+    assert _stop_latency(stop, thread) < STOP_BUDGET
+    assert len(lists(lw)) == 1
+
+
+def test_stop_in_watch_is_prompt(lw: FakeListerWatcher) -> None:
+    reflector, stop, thread, _ = _start(lw, use_watch_list=False)
+    wait_for(reflector._watching.is_set, timeout=5)
+    assert _stop_latency(stop, thread) < STOP_BUDGET
+
+
+def test_malformed_line_during_watch_list_closes_it_and_falls_back_to_list(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+    real_watch = lw.watch
+    broken = [True]
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        if kw["send_initial_events"] and broken[0]:
+            broken[0] = False
+            bad = FakeStreamWithError(stream, WatchDecodeError("malformed watch line: b'{'"))
+            return bad
+        return stream
+
+    lw.watch = watch  # type: ignore[method-assign]
+    _, store = run_reflector(watch_list_deadline=60.0)
+    wait_for(lambda: store.count("replace") == 1, timeout=5)
+    assert lists(lw), "fell back to LIST"
+    assert lw.streams[0].closed, "the broken WatchList stream was closed"
+    assert lw.wait_for_watches(2)
+    lw.emit(WatchDecodeError("garbage"))  # → relist: WatchList is tried again and works
+    wait_for(lambda: store.count("replace") == 2, timeout=5)
+    assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2
+
+
+class FakeStreamWithError:
+    """Delivers the first event of ``inner``, then raises ``error``."""
+
+    def __init__(self, inner: Any, error: BaseException) -> None:
+        self._inner, self._error = inner, error
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for event in self._inner:
+            yield event
+            raise self._error
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_slow_but_steady_watch_list_is_not_cut_off(lw: FakeListerWatcher,
+                                                  run_reflector: Runner) -> None:
+    lw.watch_list = True
+    for i in range(8):
+        lw.upsert(pod(f"p{i}"))
+    real_watch = lw.watch
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        return SlowStream(stream, 0.1) if kw["send_initial_events"] else stream
+
+    lw.watch = watch  # type: ignore[method-assign]
+    _, store = run_reflector(watch_list_deadline=0.5)
+    # 9 items x 0.1 s: the whole stream takes ~0.9 s, longer than the 0.5 s deadline,
+    # but something arrives every 0.1 s.
+    wait_for(lambda: store.count("replace") == 1, timeout=10)
+    assert store.ops[0] == ("replace", ([f"p{i}" for i in range(8)], "108"))
+    assert not lists(lw), "no fallback to LIST"
+
+
+class SlowStream:
+    """Delays every event of ``inner`` by ``delay`` seconds."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner, self._delay = inner, delay
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for event in self._inner:
+            time.sleep(self._delay)
+            yield event
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_dying_reflector_does_not_set_the_stop_event(lw: FakeListerWatcher) -> None:
+    class Fatal(BaseException):
+        pass
+
+    def dead(**kw: Any) -> Any:
+        raise Fatal("bug")
+
+    lw.list = dead  # type: ignore[method-assign]
+    store = RecordingStore()
+    reflector = Reflector(lw, store, use_watch_list=False)
+    stop = threading.Event()
+    with pytest.raises(Fatal):
+        reflector.run(stop)
+    assert not stop.is_set()
+    stop.set()
+
+
+def test_failed_replace_after_watch_list_closes_its_stream(lw: FakeListerWatcher) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+
+    class FailingOnce(RecordingStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = [1]
+
+        def replace(self, objects: Iterable[Any], resource_version: str) -> None:
+            if self.failures:
+                self.failures.pop()
+                raise RuntimeError("store bug")
+            super().replace(objects, resource_version)
+
+    store = FailingOnce()
+    reflector = Reflector(lw, store, expected_kind="Pod",
+                          backoff=Backoff(initial=0.001, cap=0.002))
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
+    thread.start()
+    try:
+        wait_for(lambda: store.count("replace") == 1, timeout=5)
+        assert lw.streams[0].closed, "the stream of the failed sync was left open"
+    finally:
+        _stop_latency(stop, thread)
 
 
 def test_too_large_event_relists(lw: FakeListerWatcher, run_reflector: Runner) -> None:

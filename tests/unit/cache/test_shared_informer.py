@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pycontroller._util._backoff import Backoff
 from pycontroller._util._wait import wait_for
 from pycontroller.cache import DeletedFinalStateUnknown
 from pycontroller.cache._informer_factory import wait_for_cache_sync
@@ -63,7 +64,6 @@ def stop() -> Iterator[threading.Event]:
 
 def make(lw: FakeListerWatcher, **kwargs: Any) -> SharedIndexInformer:
     kwargs.setdefault("use_watch_list", False)
-    kwargs.setdefault("freeze_gc_after_sync", False)
     return SharedIndexInformer(lw, expected_kind="Pod", **kwargs)
 
 
@@ -123,8 +123,75 @@ def test_missed_delete_arrives_as_tombstone_after_relist(lw: FakeListerWatcher,
     lw.remove("ns", "gone", emit=False)  # the delete happens while we are not watching
     lw.emit(WatchDecodeError("cut"))  # → relist
     wait_for(lambda: ("delete", "ns/gone", "tombstone") in rec.snapshot(), timeout=5)
-    # An unchanged object after a relist is not an update for handlers without resync.
-    assert not [e for e in rec.snapshot() if e[0] == "update"]
+    # Issue 8 item 2 (this test pinned the opposite): as in client-go, an informer without
+    # resync delivers an unchanged relisted object as on_update(old, new), equal RVs.
+    wait_for(lambda: ("update", "kept", "changed") in rec.snapshot(), timeout=5)
+    stop.set()
+    informer.join(5)
+
+
+class RVRecorder(Recorder):
+    def on_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        same_rv = old["metadata"]["resourceVersion"] == new["metadata"]["resourceVersion"]
+        with self.lock:
+            self.events.append(("update", new["metadata"]["name"],
+                                "same-rv" if same_rv else "new-rv"))
+
+
+def _relist(lw: FakeListerWatcher, lists_before: int, clock: FakeClock) -> None:
+    from pycontroller.client._watch import WatchDecodeError
+
+    lw.emit(WatchDecodeError("cut"))  # → backoff (on the fake clock), then relist
+    assert clock.wait_for_waiters(2)  # the resync timer and the backoff sleep
+    clock.step(0.01)
+    wait_for(lambda: sum(c.verb == "list" for c in lw.calls) > lists_before, timeout=10)
+
+
+def test_relist_unchanged_objects_follow_client_go_syncing_listeners(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    clock = FakeClock()
+    lw.upsert(pod("a"))
+    informer = make(lw, clock=clock, resync_period=10.0,
+                    reflector_options={"backoff": Backoff(initial=0.001, cap=0.002)})
+    due, never = RVRecorder(), RVRecorder()
+    informer.add_event_handler(**due.handlers())  # the informer's 10 s
+    never_reg = informer.add_event_handler(**never.handlers(), resync_period=0)
+    assert never_reg.resync_period == 0
+    run(informer, stop, lw)
+    # Before the first resync check every handler is "syncing" (client-go's addListener).
+    _relist(lw, 1, clock)
+    for rec in (due, never):
+        wait_for(lambda r=rec: ("update", "a", "same-rv") in r.snapshot(),  # type: ignore[misc]
+                 timeout=5)
+    # The first check (due one) leaves only the handler whose resync was due syncing.
+    assert clock.wait_for_waiters(1)
+    clock.step(10.0)
+    wait_for(lambda: due.snapshot().count(("update", "a", "same-rv")) == 2, timeout=5)
+    before = list(never.snapshot())
+    _relist(lw, 2, clock)
+    wait_for(lambda: due.snapshot().count(("update", "a", "same-rv")) == 3, timeout=5)
+    lw.upsert(pod("b"))  # a marker behind the relist in the same order
+    wait_for(lambda: ("add", "b", "False") in never.snapshot(), timeout=5)
+    assert never.snapshot() == [*before, ("add", "b", "False")]
+    stop.set()
+    informer.join(5)
+
+
+def test_handler_resync_on_an_informer_without_resync_never_resyncs(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    from structlog.testing import capture_logs
+
+    lw.upsert(pod("a"))
+    informer = make(lw)  # resync 0
+    rec = RVRecorder()
+    with capture_logs() as logs:
+        reg = informer.add_event_handler(**rec.handlers(), resync_period=5.0)
+    assert reg.resync_period == 0  # as client-go: the informer does not support resyncing
+    assert any(e["event"] == "handler_resync_disabled" for e in logs)
+    run(informer, stop, lw)
+    assert informer._reflector is not None and informer._reflector._resync_period == 0
     stop.set()
     informer.join(5)
 
@@ -218,7 +285,7 @@ def test_resync_replays_cache_to_resyncing_handlers_only(lw: FakeListerWatcher,
                                                          stop: threading.Event) -> None:
     clock = FakeClock()
     lw.upsert(pod("a"))
-    informer = make(lw, clock=clock)
+    informer = make(lw, clock=clock, resync_period=10.0)  # (was 0: issue 8 item 2)
     syncing, quiet = Recorder(), Recorder()
     informer.add_event_handler(**syncing.handlers(), resync_period=10.0)
     informer.add_event_handler(**quiet.handlers(), resync_period=0)
@@ -234,7 +301,9 @@ def test_resync_replays_cache_to_resyncing_handlers_only(lw: FakeListerWatcher,
 
 def test_resync_period_floor_and_lifecycle_errors(lw: FakeListerWatcher,
                                                   stop: threading.Event) -> None:
-    assert make(FakeListerWatcher()).add_event_handler(resync_period=0.2).resync_period == 1.0
+    # (an informer without resync gives every handler 0: see the test above)
+    assert make(FakeListerWatcher(), resync_period=0.5).add_event_handler(
+        resync_period=0.2).resync_period == 1.0
     informer = make(lw, resync_period=30.0)
     assert informer.add_event_handler().resync_period == 30.0
     run(informer, stop, lw)
@@ -278,3 +347,63 @@ def test_mutating_handler_is_reported(lw: FakeListerWatcher, stop: threading.Eve
     stop.set()
     informer.join(5)
     assert "ns/victim" in detected_mutations()[before:]
+
+
+def test_failing_index_function_in_the_middle_of_a_list_loses_nothing(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    """Issue 8 item 1: every object after the bad one used to be missing."""
+    from structlog.testing import capture_logs
+
+    for name in ("a", "b", "bad", "c", "d"):
+        lw.upsert(pod(name, labels={"app": "web"}))
+
+    def by_app(obj: Mapping[str, Any]) -> list[str]:
+        if obj["metadata"]["name"] == "bad":
+            raise KeyError("no app")
+        return [obj["metadata"]["labels"]["app"]]
+
+    informer, rec = make(lw, indexers={"app": by_app}), Recorder()
+    reg = informer.add_event_handler(**rec.handlers())
+    with capture_logs() as logs:
+        run(informer, stop, lw)
+        wait_for(reg.has_synced, timeout=5)
+    names = ["a", "b", "bad", "c", "d"]
+    assert sorted(o["metadata"]["name"] for o in informer.lister.list()) == names
+    assert sorted(e[1] for e in rec.snapshot()) == names
+    assert informer.indexer.index_keys("app", "web") == ["ns/a", "ns/b", "ns/c", "ns/d"]
+    assert informer.indexer.index_keys("namespace", "ns") == [f"ns/{n}" for n in names]
+    assert informer.indexer.index_errors == 1
+    failed = [e for e in logs if e["event"] == "index_func_failed"]
+    assert [(e["key"], e["index"]) for e in failed] == [("ns/bad", "app")]
+    stop.set()
+    informer.join(5)
+
+
+def test_an_informer_that_dies_stops_alone_and_reports_why(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    """Issue 8 item 7: the caller's stop event used to be set by a dying informer."""
+    from structlog.testing import capture_logs
+
+    class Fatal(BaseException):
+        pass
+
+    def dead(**kw: Any) -> Any:
+        raise Fatal("reflector bug")
+
+    lw.list = dead  # type: ignore[method-assign]
+    failures: list[tuple[str, BaseException]] = []
+    informer = make(lw, on_failure=lambda inf, exc: failures.append((inf.name, exc)))
+    rec = Recorder()
+    reg = informer.add_event_handler(**rec.handlers())
+    with capture_logs() as logs:
+        informer.start(stop)
+        informer.join(5)
+    assert informer._thread is not None and not informer._thread.is_alive()
+    assert not stop.is_set()
+    assert isinstance(informer.failure, Fatal)
+    assert failures == [(informer.name, informer.failure)]
+    failed = [e for e in logs if e["event"] == "informer_failed"]
+    assert failed and failed[0]["error"] == "reflector bug"
+    assert reg.removed and not informer.has_synced()

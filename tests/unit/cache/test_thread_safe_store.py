@@ -181,21 +181,29 @@ def test_replace_rebuilds_indexes_and_drops_stale_entries() -> None:  # item 43
     assert store.index_keys("app", "web") == []
 
 
-def test_index_function_error_propagates_and_leaves_store_unchanged() -> None:  # item 44
+def test_failing_index_function_stores_the_object_outside_that_index_only(
+) -> None:  # item 44, changed by issue 8 item 1: a write is never lost to one index
     def broken(o: Obj) -> list[str]:
         if o["metadata"]["name"] == "bad":
             raise RuntimeError("index exploded")
         return ["ok"]
 
-    store: ThreadSafeStore[Obj] = ThreadSafeStore(indexers={"b": broken})
-    good = obj("a")
-    store.add(good)
-    with pytest.raises(RuntimeError, match="index exploded"):
-        store.add(obj("bad"))
-    with pytest.raises(RuntimeError, match="index exploded"):
-        store.replace({ObjectKey("default/bad"): obj("bad")})
-    assert store.list() == [good]
+    store: ThreadSafeStore[Obj] = ThreadSafeStore(
+        indexers={"b": broken, "app": by_app, NAMESPACE_INDEX: meta_namespace_index_func})
+    store.add(obj("a", app="web"))
+    store.add(obj("bad", app="web"))
+    assert store.index_errors == 1
+    assert store.get_by_key("default/bad") is not None
     assert store.index_keys("b", "ok") == ["default/a"]
+    assert store.index_keys("app", "web") == ["default/a", "default/bad"]
+    store.replace({ObjectKey(f"default/{n}"): obj(n, app="web") for n in ("x", "bad", "y")})
+    assert store.index_errors == 2
+    assert sorted(store.list_keys()) == ["default/bad", "default/x", "default/y"]
+    assert store.index_keys("b", "ok") == ["default/x", "default/y"]
+    assert store.index_keys(NAMESPACE_INDEX, "default") == [
+        "default/bad", "default/x", "default/y"]
+    store.update(obj("bad", app="db"))  # its old values leave every index as usual
+    assert store.index_keys("app", "db") == ["default/bad"]
 
 
 def test_add_indexers_error_adds_no_index() -> None:

@@ -35,12 +35,19 @@ def test_config_defaults_match_kubernetes_components() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"lease_duration": 10, "renew_deadline": 10}, "lease_duration .* greater than renew"),
-    ({"lease_duration": 5, "renew_deadline": 10}, "lease_duration .* greater than renew"),
+    ({"lease_duration": 10, "renew_deadline": 10}, "lease_duration .* 1.2 x renew_deadline"),
+    ({"lease_duration": 5, "renew_deadline": 10}, "lease_duration .* 1.2 x renew_deadline"),
+    # Accepted before issue 8: a candidate could take over while the leader still led.
+    ({"lease_duration": 11, "renew_deadline": 10, "retry_period": 3},
+     "lease_duration .* 1.2 x renew_deadline"),
+    # The Lease holds whole seconds: 12.9 is 12, and 12 is not more than 1.2 x 10.
+    ({"lease_duration": 12.9, "renew_deadline": 10}, r"12 whole s .* 1.2 x renew_deadline"),
     ({"renew_deadline": 2.4, "retry_period": 2}, "renew_deadline .* 1.2 x retry_period"),
     ({"renew_deadline": 2.0, "retry_period": 2}, "renew_deadline .* 1.2 x retry_period"),
-    ({"retry_period": 0}, "retry_period must be > 0"),
-    ({"renew_deadline": -1}, "renew_deadline must be > 0"),
+    ({"retry_period": 0}, "retry_period must be a finite number > 0"),
+    ({"renew_deadline": -1}, "renew_deadline must be a finite number > 0"),
+    ({"lease_duration": float("inf")}, "lease_duration must be a finite number > 0"),
+    ({"renew_deadline": float("nan")}, "renew_deadline must be a finite number > 0"),
     ({"lease_duration": 0.9, "renew_deadline": 0.5, "retry_period": 0.1}, ">= 1 s"),
 ])
 def test_config_rejects_unsafe_timings(kwargs: dict[str, float], message: str) -> None:
@@ -49,7 +56,8 @@ def test_config_rejects_unsafe_timings(kwargs: dict[str, float], message: str) -
 
 
 def test_config_accepts_just_valid_timings() -> None:
-    LeaderElectionConfig(lease_duration=2.5, renew_deadline=2.41, retry_period=2)
+    LeaderElectionConfig(lease_duration=13, renew_deadline=10.8, retry_period=8.9)
+    LeaderElectionConfig(lease_duration=3, renew_deadline=2, retry_period=0.5)
 
 
 # -- an in-memory lock ----------------------------------------------------------------
@@ -292,9 +300,13 @@ def test_two_candidates_never_lead_together(server: Server, kube_fake_clock: Fak
 
 # -- stepping down --------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["error", "hang"])
+# retry 3: the deadline (10) falls inside a retry period; the elector used to sleep past it
+# and step down 12 s after the last renewal (issue 8).
+@pytest.mark.parametrize("retry", [2.0, 3.0])
 def test_leader_steps_down_within_renew_deadline(
-        server: Server, kube_fake_clock: FakeClock, fault: str) -> None:
-    me = Candidate(server, "me", kube_fake_clock)
+        server: Server, kube_fake_clock: FakeClock, fault: str, retry: float) -> None:
+    cfg = dataclasses.replace(CFG, retry_period=retry)
+    me = Candidate(server, "me", kube_fake_clock, cfg)
     unblock = threading.Event()
     try:
         with capture_logs() as logs, running(me):
@@ -307,7 +319,7 @@ def test_leader_steps_down_within_renew_deadline(
             last_ok = kube_fake_clock.now()  # the last renewal started no later than this
             advance_until(kube_fake_clock, lambda: me.stopped == 1, step=0.1)
             assert me.stopped_at is not None
-            assert me.stopped_at - last_ok <= CFG.renew_deadline + 0.2
+            assert me.stopped_at - last_ok <= cfg.renew_deadline + 0.2
             assert not me.elector.is_leader()
             assert me.leading_event is not None and me.leading_event.is_set()
             unblock.set()

@@ -158,12 +158,13 @@ def test_unnamed_queue_records_nothing(registry: CollectorRegistry) -> None:
     q.shut_down()
 
 
-def test_default_for_a_named_queue_is_the_global_registry() -> None:
+def test_a_named_queue_without_a_provider_registers_nothing_globally() -> None:
+    """Issue 8: a named queue without a provider used to register in the global REGISTRY."""
     q = WorkQueue[str](name="pycontroller-test-default-registry")
     q.add("a")
-    value = REGISTRY.get_sample_value(
-        "workqueue_adds_total", {"name": "pycontroller-test-default-registry"})
-    assert value == 1
+    assert REGISTRY.get_sample_value(
+        "workqueue_adds_total", {"name": "pycontroller-test-default-registry"}) is None
+    assert "pycontroller-test-default-registry" not in generate_latest(REGISTRY).decode()
     q.shut_down()
 
 
