@@ -1,20 +1,27 @@
-"""``python -m examples.configmap_stamper``: run the stamper (the common flags of
-``pycontroller.cli.App``; ``--local`` starts a local control plane)."""
+"""``python -m examples.configmap_stamper``: run the stamper against the configured cluster."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
-from pycontroller.cli import App
+from pycontroller import Manager, connect
+from pycontroller.errors import Error
 
+from ..pod_logger.__main__ import configure_logging
 from .controller import ConfigMapStamper
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    return App("configmap-stamper", description=__doc__).run(
-        lambda opts: [ConfigMapStamper()], argv)
+def main() -> int:
+    """Entry point; a configuration or start-up failure is one line on stderr and exit 1."""
+    configure_logging("auto")
+    try:
+        manager = Manager(connect())
+        manager.add(ConfigMapStamper())
+        return manager.run()
+    except (Error, OSError) as exc:  # no kubeconfig, a port in use
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"configmap-stamper: {' '.join(str(reason).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
