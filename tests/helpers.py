@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import CollectorRegistry
 
 from pycontroller import Controller, Manager
@@ -22,6 +23,7 @@ from pycontroller._util._wait import wait_for
 from pycontroller.cache import DeletedFinalStateUnknown
 from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.client import CONFIGMAPS, Client
+from pycontroller.errors import ConflictError
 
 
 def cm(name: str, value: str = "0", labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -222,3 +224,25 @@ def running(client: Client, namespace: str, *controllers: Controller,
         thread.join(60)
         assert not thread.is_alive()
     assert code == [0]
+
+
+MANIFEST_API = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments"}
+
+
+def apply_manifests(client: Client, folder: Path) -> None:
+    """Create an example's manifests (Deployments as a dry run: no controller-manager)."""
+
+    docs = [d for name in ("deployment.yaml", "rbac.yaml")
+            for d in yaml.safe_load_all((folder / name).read_text()) if d]
+    for doc in sorted(docs, key=lambda d: d["kind"] != "Namespace"):
+        path = MANIFEST_API[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
+        dry = "?dryRun=All" if doc["kind"] == "Deployment" else ""  # no controller-manager
+        with contextlib.suppress(ConflictError):  # applied by an earlier test
+            client.request("POST", path + dry, body=doc)

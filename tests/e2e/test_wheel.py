@@ -67,6 +67,7 @@ def test_wheel_holds_one_top_level_package(dists: tuple[Path, Path]) -> None:
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"pycontroller"}
     assert "pycontroller/_examples/pod_logger/__main__.py" in names
+    assert "pycontroller/_examples/static_site/manifests/crd.yaml" in names  # --local uses it
     assert "pycontroller/py.typed" in names
     assert not any(n.startswith("pycontroller/_examples/") and "__pycache__" in n
                    for n in names)
@@ -101,8 +102,9 @@ def test_import_comes_from_the_wheel(venv: Path, tmp_path: Path) -> None:
 
 
 def test_console_script_runs(venv: Path, tmp_path: Path) -> None:
-    out = run([str(venv / "bin" / "pod-logger"), "--help"], cwd=tmp_path).stdout
-    assert out.startswith("usage: pod-logger")
+    for script in ("pod-logger", "restart-scaler", "traffic-tuner", "staticsite-operator"):
+        out = run([str(venv / "bin" / script), "--help"], cwd=tmp_path).stdout
+        assert out.startswith(f"usage: {script}"), out
 
 
 def test_pytest_plugin_fixtures_load(venv: Path, tmp_path: Path) -> None:

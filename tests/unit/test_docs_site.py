@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 import pycontroller
+import pycontroller.cli
 import pycontroller.envtest
 import pycontroller.testing
 
@@ -72,6 +73,7 @@ def documented(page: Path, module: str) -> set[str]:
     (pycontroller, "reference/api/index.html"),
     (pycontroller.testing, "reference/testing/index.html"),
     (pycontroller.envtest, "reference/envtest/index.html"),
+    (pycontroller.cli, "reference/cli/index.html"),
 ])
 def test_api_reference_is_exactly_all(site: Path, module: ModuleType, page: str) -> None:
     assert documented(site / page, module.__name__) == set(module.__all__)
@@ -79,6 +81,6 @@ def test_api_reference_is_exactly_all(site: Path, module: ModuleType, page: str)
 
 def test_guides_and_concept_map_are_built(site: Path) -> None:
     for page in ("tutorial", "howto/testing", "howto/deploying", "howto/leader-election",
-                 "howto/metrics", "howto/from-kopf", "howto/from-watch-loop",
+                 "howto/metrics", "howto/from-kopf", "howto/command-line", "howto/from-watch-loop",
                  "reference/concept-map", "concepts/informers"):
         assert (site / page / "index.html").is_file(), page

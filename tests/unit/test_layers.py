@@ -23,6 +23,7 @@ ALLOWED = {
     "controller": {"_util", "errors", "metrics", "client", "cache", "workqueue",
                    "leaderelection", "_meta", "events"},
     "envtest": {"_util", "errors"},
+    "cli": {"_util", "errors", "client", "controller", "leaderelection", "envtest"},
 }
 ONLY_HERE = {"kubernetes": "client/_kube.py", "prometheus_client": "metrics/prometheus.py"}
 

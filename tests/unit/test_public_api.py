@@ -17,7 +17,7 @@ def test_root_all_lists_existing_public_names() -> None:
         assert hasattr(pycontroller, name), name
         assert not name.startswith("_")
     public_modules = {"cache", "client", "controller", "errors", "metrics", "workqueue",
-                      "envtest", "testing", "leaderelection", "events"}
+                      "envtest", "testing", "leaderelection", "events", "cli"}
     stray = {n for n in vars(pycontroller) if not n.startswith(("_", "@"))}
     stray -= exported | public_modules
     assert not stray, f"public names missing from __all__: {stray}"

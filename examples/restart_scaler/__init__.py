@@ -1,0 +1,1 @@
+"""restart-scaler: scale up the Deployment of a crash-looping Pod (bounded, idempotent)."""

@@ -1,0 +1,1 @@
+"""staticsite-operator: a CRD-first operator (StaticSite -> ConfigMap, Deployment, Service)."""

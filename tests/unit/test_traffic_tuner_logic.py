@@ -1,0 +1,83 @@
+"""traffic-tuner's pure logic: annotation validation, rates with counter resets, hysteresis."""
+
+from __future__ import annotations
+
+import pytest
+
+from examples.traffic_tuner import config as c
+from examples.traffic_tuner.config import ConfigError, next_state, parse_config, rate
+from examples.traffic_tuner.controller import safe_url
+
+GOOD = {c.METRICS_URL: "http://web.shop.svc:9090/metrics", c.COUNTER: "http_requests_total",
+        c.THRESHOLD: "10", c.CONFIGMAP: "web-tuning", c.KEY: "mode", c.HIGH: "busy",
+        c.NORMAL: "quiet"}
+
+
+def test_unmanaged_and_defaults() -> None:
+    assert parse_config({}) is None
+    cfg = parse_config(GOOD)
+    assert cfg is not None
+    assert (cfg.threshold, cfg.band, cfg.min_seconds, cfg.interval) == (10, 0.2, 60, 15)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({c.METRICS_URL: "file:///etc/passwd"}, "http"),
+    ({c.METRICS_URL: "ftp://host/x"}, "http"),
+    ({c.METRICS_URL: "gopher://host/x"}, "http"),
+    ({c.METRICS_URL: "http://user:secret@host/metrics"}, "user:password"),
+    ({c.METRICS_URL: "http:///metrics"}, "host"),
+    ({c.METRICS_URL: "http://host:99999/metrics"}, "valid URL"),
+    ({c.METRICS_URL: "http://host/me trics"}, "spaces"),
+    ({c.METRICS_URL: "http://169.254.169.254/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://[fe80::1]/metrics"}, "link-local"),
+    ({c.METRICS_URL: "http://0.0.0.0/metrics"}, "unspecified"),
+    ({c.METRICS_URL: "http://host/metrics#x"}, "fragment"),
+    ({c.COUNTER: "http-requests"}, c.COUNTER),
+    ({c.COUNTER: None}, "required"),
+    ({c.THRESHOLD: "ten"}, "number"),
+    ({c.THRESHOLD: "-1"}, "between"),
+    ({c.THRESHOLD: "nan"}, "between"),
+    ({c.CONFIGMAP: "../secrets"}, c.CONFIGMAP),
+    ({c.CONFIGMAP: "Web"}, c.CONFIGMAP),
+    ({c.CONFIGMAP: "a/b"}, c.CONFIGMAP),
+    ({c.KEY: "a/b"}, c.KEY),
+    ({c.KEY: ""}, c.KEY),
+    ({c.HIGH: "quiet"}, "differ"),
+    ({c.HIGH: "x" * 5000}, "at most"),
+    ({c.BAND: "1.5"}, c.BAND),
+    ({c.MIN_SECONDS: "-3"}, c.MIN_SECONDS),
+    ({c.INTERVAL: "0"}, c.INTERVAL),
+])
+def test_every_annotation_is_validated(change: dict[str, str | None], fragment: str) -> None:
+    annotations = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    with pytest.raises(ConfigError) as exc:
+        parse_config(annotations)
+    assert fragment in str(exc.value)
+
+
+def test_https_and_ip_hosts_are_fine() -> None:
+    for url in ("https://metrics.example.com/m?token=x", "http://10.0.0.7:8080/metrics",
+                "http://[::1]:9090/metrics"):
+        assert parse_config({**GOOD, c.METRICS_URL: url}) is not None
+    assert safe_url("https://h:1/m?token=secret") == "https://h:1/m"
+
+
+def test_rate_from_successive_readings_and_resets() -> None:
+    assert rate(None, (10.0, 100.0)) is None
+    assert rate((10.0, 100.0), (10.0, 120.0)) is None  # no time passed
+    assert rate((10.0, 100.0), (12.0, 120.0)) == 10.0
+    assert rate((10.0, 100.0), (12.0, 30.0)) == 15.0  # reset: 30 since the restart
+    assert rate((10.0, 100.0), (12.0, 100.0)) == 0.0
+
+
+def test_hysteresis_band_and_minimum_time_in_state() -> None:
+    cfg = parse_config({**GOOD, c.BAND: "0.2", c.MIN_SECONDS: "30"})
+    assert cfg is not None
+    assert next_state("normal", 0, 100, 10.0, cfg) == "normal"  # at the threshold: not above
+    assert next_state("normal", 0, 100, 10.1, cfg) == "high"
+    assert next_state("high", 0, 100, 9.0, cfg) == "high"  # inside the band
+    assert next_state("high", 0, 100, 8.1, cfg) == "high"
+    assert next_state("high", 0, 100, 7.9, cfg) == "normal"
+    assert next_state("normal", 90, 100, 50.0, cfg) == "normal"  # only 10 s in state
+    assert next_state("high", 90, 100, 0.0, cfg) == "high"
+    assert next_state("normal", 70, 100, 50.0, cfg) == "high"  # 30 s: may change
