@@ -37,6 +37,7 @@ from pycontroller.leaderelection import (
     LeaseLock,
     in_cluster_namespace,
 )
+from pycontroller.metrics._provider import Gauge
 from pycontroller.metrics.prometheus import PrometheusMetricsProvider, exposition
 from pycontroller.workqueue import RateLimitingQueue
 
@@ -333,6 +334,8 @@ class Manager:
             self._start_servers()  # OSError (port in use) propagates, after the cleanup
             for recorder in self._recorders:
                 recorder.start()
+            if self._election is not None:  # a standby reports 0 from the start
+                self._leader_status(self._lease[1]).set(0)
             self.factory.start(stop)
             self._wait_for_sync(stop)
             if self._election is None:
@@ -365,6 +368,10 @@ class Manager:
         self._started.set()
         self._log.info("controllers_started", controllers=[c.name for c in self._controllers])
 
+    def _leader_status(self, lease: str) -> Gauge:
+        """The ``leader_election_master_status`` gauge of ``lease`` (0 until leading)."""
+        return self._metrics.new_leader_election_status_metric(lease)
+
     def _stand_for_election(self, stop: threading.Event) -> None:
         assert self._election is not None
         namespace, name = self._lease
@@ -373,8 +380,7 @@ class Manager:
             max(1.0, self._election.renew_deadline / 2))
         lock = LeaseLock(lock_client, namespace, name, self._identity)
 
-        status = self._metrics.new_leader_election_status_metric(name)
-        status.set(0)
+        status = self._leader_status(name)
 
         def on_started(leading: threading.Event) -> None:
             status.set(1)
