@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from pycontroller import Manager, connect
+from pycontroller.cli import configure_logging
 from pycontroller.errors import Error
 
-from ..pod_logger.__main__ import configure_logging
 from .controller import ConfigMapStamper
 
 

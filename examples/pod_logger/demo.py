@@ -8,39 +8,36 @@ import threading
 from typing import Any
 
 from pycontroller import NAMESPACES, PODS, Client
+from pycontroller.cli import LocalCluster
 from pycontroller.envtest import ControlPlane
 from pycontroller.errors import APIError, Error
 
 DEMO_NAMESPACE = "demo"
-NODE = "kwok-node-0"
+INTERVAL = 1.0  # seconds between workload steps (--demo-interval)
 
 
-def _pod(name: str, app: str) -> dict[str, Any]:
+def _pod(name: str, app: str, node: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 5,
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 5,
                  "containers": [{"name": "main", "image": f"example/{app}:1.0"}]},
     }
 
 
-def start_control_plane() -> ControlPlane:
-    """Build (if needed) and start etcd, kube-apiserver and kwok with one node."""
-    print("pod-logger: starting a local control plane (etcd + kube-apiserver + kwok) ...",
-          file=sys.stderr, flush=True)
-    plane = ControlPlane().start()
-    plane.create_node(NODE)
-    print(f"pod-logger: control plane ready; export KUBECONFIG={plane.kubeconfig}",
-          file=sys.stderr, flush=True)
-    return plane
+def start(cluster: LocalCluster, stop: threading.Event) -> None:
+    """``App``'s ``local`` hook: run a :class:`Workload` on the local control plane, one step
+    every ``--demo-interval`` seconds, until ``stop``."""
+    interval = getattr(cluster.options, "demo_interval", INTERVAL)
+    Workload(cluster.client, cluster.plane, node=cluster.node, interval=interval).start(stop)
 
 
 class Workload:
     """Creates, updates, restarts and deletes pods in ``demo`` every ``interval`` seconds."""
 
-    def __init__(self, client: Client, plane: ControlPlane, *, interval: float = 1.0,
-                 seed: int = 7) -> None:
-        self._client, self._plane = client, plane
+    def __init__(self, client: Client, plane: ControlPlane, *, node: str,
+                 interval: float = INTERVAL, seed: int = 7) -> None:
+        self._client, self._plane, self._node = client, plane, node
         self._interval = interval
         self._rnd = random.Random(seed)
         self._pods: list[str] = []
@@ -73,8 +70,8 @@ class Workload:
     def _create(self) -> None:
         self._n += 1
         name = f"web-{self._n}"
-        self._client.create(PODS, _pod(name, self._rnd.choice(["web", "api", "worker"])),
-                            DEMO_NAMESPACE)
+        app = self._rnd.choice(["web", "api", "worker"])
+        self._client.create(PODS, _pod(name, app, self._node), DEMO_NAMESPACE)
         self._pods.append(name)
 
     def _relabel(self) -> None:

@@ -11,7 +11,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -195,7 +195,8 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
 # -- the program -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class LocalCluster:
-    """What ``--local`` started: a control plane with one kwok node, and a client of it.
+    """What ``--local`` started: a control plane with one kwok node, and a client of it,
+    with the program's parsed flags (``options``) for a workload they configure.
 
     Immutable; the client is thread-safe, the control plane's helpers may be called from
     any thread.
@@ -204,6 +205,7 @@ class LocalCluster:
     plane: ControlPlane
     client: Client
     node: str
+    options: argparse.Namespace = field(default_factory=argparse.Namespace)
 
 
 def _default_lease_namespace() -> str:
@@ -267,11 +269,6 @@ class App:
             self.parser.error("argument --context: must not be empty")
         if opts.local and (opts.kubeconfig or opts.context):
             self.parser.error("--local starts its own cluster: drop --kubeconfig/--context")
-        metrics = opts.metrics_bind_address
-        if (metrics is not None and metrics == opts.health_probe_bind_address
-                and not metrics.endswith(":0")):
-            self.parser.error("--metrics-bind-address and --health-probe-bind-address "
-                              "must differ")
         return opts
 
     def fail(self, message: str) -> NoReturn:
@@ -284,7 +281,8 @@ class App:
         ``controllers(opts)`` until stopped; return the exit code.
 
         Exit codes: 0 stopped as asked, 1 a runtime failure (reported in one line on
-        stderr, or logged by the Manager), 2 a bad flag.
+        stderr, or logged by the Manager), 2 a bad flag, 130 Ctrl-C before the Manager
+        took over the signals (e.g. while ``--local`` starts).
         """
         opts = self.parse(argv)
         configure_logging(opts.log_format, opts.log_level)
@@ -294,7 +292,7 @@ class App:
         try:
             built = controllers(opts)
             if local:
-                plane, client = self._start_local(stop)
+                plane, client = self._start_local(opts, stop)
             else:
                 client = connect(opts.kubeconfig, context=opts.context)
             for controller in built:
@@ -327,12 +325,15 @@ class App:
                            f"{opts.health_probe_bind_address}): {message}")
             print(f"{self.prog}: {message}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C before the Manager handles signals (--local start)
+            return 130
         finally:
             stop.set()
             if plane is not None:
                 plane.stop()
 
-    def _start_local(self, stop: threading.Event) -> tuple[ControlPlane, Client]:
+    def _start_local(self, opts: argparse.Namespace,
+                     stop: threading.Event) -> tuple[ControlPlane, Client]:
         from pycontroller.envtest import ControlPlane  # noqa: PLC0415 (an optional extra)
 
         print(f"{self.prog}: starting a local control plane (etcd + kube-apiserver + kwok) ...",
@@ -345,7 +346,7 @@ class App:
             print(f"{self.prog}: control plane ready; export KUBECONFIG={plane.kubeconfig}",
                   file=sys.stderr, flush=True)
             if self._local is not None:
-                self._local(LocalCluster(plane, client, node), stop)
+                self._local(LocalCluster(plane, client, node, opts), stop)
         except BaseException:
             plane.stop()
             raise

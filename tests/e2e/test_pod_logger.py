@@ -152,7 +152,7 @@ def test_cache_sync_timeout_exits_1_naming_the_resource(
 
 BLOCKING = """
 import sys, threading
-from examples.pod_logger.__main__ import configure_logging
+from pycontroller.cli import configure_logging
 from pycontroller import CONFIGMAPS, Controller, Manager, connect
 
 class Stuck(Controller):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pycontroller import Controller
 from pycontroller.cli import (
     App,
     configure_logging,
@@ -53,6 +54,13 @@ def test_good_values(tmp_path: Path) -> None:
     assert opts.threshold == 7
 
 
+def test_one_address_for_metrics_and_probes() -> None:
+    # The Manager serves /metrics, /healthz and /readyz from one server when they are equal.
+    opts = app().parse(["--metrics-bind-address", ":9000",
+                        "--health-probe-bind-address", ":9000"])
+    assert opts.metrics_bind_address == opts.health_probe_bind_address == ":9000"
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--namespace", "Shop"], "--namespace"),
     (["--namespace", "a" * 64], "--namespace"),
@@ -67,7 +75,6 @@ def test_good_values(tmp_path: Path) -> None:
     (["--metrics-bind-address", "[not-v6]:8080"], "--metrics-bind-address"),
     (["--selector", "replicas>x"], "--selector"),
     (["--health-probe-bind-address", "127.0.0.1:70000"], "--health-probe-bind-address"),
-    (["--metrics-bind-address", ":9000", "--health-probe-bind-address", ":9000"], "differ"),
     (["--sync-timeout", "-1"], "--sync-timeout"),
     (["--sync-timeout", "0"], "--sync-timeout"),
     (["--sync-timeout", "nan"], "--sync-timeout"),
@@ -138,3 +145,13 @@ def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("restart-scaler: cannot listen"), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_ctrl_c_before_the_manager_runs_exits_130(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text("{}")
+
+    def interrupted(opts: argparse.Namespace) -> list[Controller]:
+        raise KeyboardInterrupt
+
+    assert app().run(interrupted, ["--kubeconfig", str(kubeconfig)]) == 130
