@@ -26,3 +26,5 @@ def _no_leaked_threads() -> Iterator[None]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", type=int, default=1, help="randomized soak runs (default 1)")
     parser.addoption("--soak-seed", type=int, default=1, help="first soak seed")
+    parser.addoption("--election-examples", type=int, default=25,
+                     help="scenarios of the leader-election property test (default 25)")
