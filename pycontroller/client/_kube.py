@@ -31,7 +31,12 @@ from pycontroller.client._proxy import choose_proxy
 from pycontroller.client._ratelimit import TokenBucket
 from pycontroller.client._request_metrics import RequestMetricsProvider
 from pycontroller.client._resource import Resource
-from pycontroller.client._watch import MAX_EVENT_BYTES, WatchStalledError, WatchStream
+from pycontroller.client._watch import (
+    MAX_EVENT_BYTES,
+    WatchStalledError,
+    WatchStream,
+    dechunk,
+)
 from pycontroller.client._writes import OperationResult
 
 _log = structlog.get_logger(__name__)
@@ -89,6 +94,22 @@ def _frameless(exc: BaseException) -> BaseException:
         current.__traceback__ = None
         current = current.__cause__ or current.__context__
     return exc
+
+
+_WATCH_READ = 65536  # bytes per socket read of a watch (a burst of events in one call)
+
+
+def _chunked_body(resp: urllib3.BaseHTTPResponse) -> Any:
+    """The buffered socket reader of a chunked, unencoded response nobody has read from,
+    for :func:`dechunk`; ``None`` when the response is anything else (urllib3 reads it)."""
+    inner = getattr(resp, "_fp", None)  # http.client.HTTPResponse
+    reader = getattr(inner, "fp", None)
+    if (getattr(inner, "chunked", False) is not True
+            or getattr(inner, "chunk_left", 0) is not None
+            or resp.headers.get("Content-Encoding", "identity").lower() != "identity"
+            or not callable(getattr(reader, "read1", None))):
+        return None
+    return reader
 
 
 def _query(params: Params) -> str:
@@ -475,16 +496,23 @@ class Client:
         resp = self._send("GET", path, stream=True,
                           timeout=urllib3.Timeout(connect=10.0, read=inactivity_timeout))
 
+        body = _chunked_body(resp)
+
         def chunks() -> Iterator[bytes]:
             try:
-                yield from resp.stream(65536, decode_content=True)
-            except urllib3.exceptions.ReadTimeoutError as exc:
+                if body is not None:
+                    yield from dechunk(lambda: body.read1(_WATCH_READ))
+                else:
+                    yield from resp.stream(_WATCH_READ, decode_content=True)
+            except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
                 raise WatchStalledError(
                     f"watch {resource}: silent for {inactivity_timeout:.0f}s",
                 ) from _frameless(exc)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 raise errors.TransportError(f"watch {resource}: {exc}") from _frameless(exc)
             finally:
+                if body is not None:
+                    resp.close()  # http.client never saw the body: the connection is spent
                 resp.release_conn()
 
         def raw_socket() -> socket.socket | None:

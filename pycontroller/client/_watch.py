@@ -99,6 +99,75 @@ def split_lines(chunks: Iterable[bytes], max_line: int = MAX_EVENT_BYTES) -> Ite
         yield line
 
 
+class ChunkedFramingError(TransportError):
+    """The HTTP/1.1 chunked framing of a stream was malformed (a bad size line or delimiter)."""
+
+
+_MAX_SIZE_LINE = 1024  # a chunk-size line with extensions; real ones are a few bytes
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def dechunk(read: Callable[[], bytes]) -> Iterator[bytes]:
+    """Yield the payload of an HTTP/1.1 chunked body, ``read()`` by ``read()``.
+
+    ``read`` returns whatever bytes arrived (``b""`` at end of stream), e.g. a buffered
+    reader's ``read1(n)``. Each call's payload is yielded as one ``bytes`` (chunk
+    boundaries are not kept: a watch is newline-delimited), so a burst of events costs one
+    read and one yield instead of several calls per chunk. Ends after the last (0-size)
+    chunk; trailers are not read.
+
+    Raises:
+        ChunkedFramingError: a malformed size line or chunk delimiter.
+        TransportError: the stream ended before its last chunk.
+    """
+    left = 0  # payload bytes still due in the current chunk
+    crlf = 0  # delimiter bytes still due after it
+    head = b""  # an incomplete size line carried over to the next read
+    done = False
+    while not done:
+        data = read()
+        if not data:
+            raise TransportError("chunked stream ended before its last chunk")
+        data, head = (head + data if head else data), b""
+        pos, end, out = 0, len(data), []
+        while pos < end:
+            if left:
+                take = min(left, end - pos)
+                out.append(data[pos:pos + take] if take != end or pos else data)
+                pos += take
+                left -= take
+                if not left:
+                    crlf = 2
+                continue
+            if crlf:
+                got = data[pos:pos + crlf]
+                if got != b"\r\n"[2 - crlf:][:len(got)]:
+                    raise ChunkedFramingError("chunk not followed by CRLF")
+                pos += len(got)
+                crlf -= len(got)
+                continue
+            nl = data.find(b"\r\n", pos, pos + _MAX_SIZE_LINE)
+            if nl < 0:
+                if end - pos >= _MAX_SIZE_LINE:
+                    raise ChunkedFramingError("chunk size line too long")
+                head = data[pos:]
+                break
+            left = _chunk_size(data[pos:nl])
+            pos = nl + 2
+            if not left:  # the last chunk
+                done = True
+                break
+        if out:
+            yield b"".join(out) if len(out) > 1 else out[0]
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
+    if not size or len(size) > 15 or size.strip(_HEX):
+        raise ChunkedFramingError("malformed chunk size line")
+    return int(size, 16)
+
+
 class WatchStream:
     """An open watch: iterate for events; ``close()`` (from any thread) ends it.
 
