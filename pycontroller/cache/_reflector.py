@@ -164,8 +164,11 @@ class _WatchEnd:
 class Reflector:
     """Lists, then watches one resource and feeds every change into a store.
 
-    Guarantees: after each successful list the store gets a ``replace`` of the full state
-    at some resourceVersion, followed by every later event in server order; watches resume
+    Guarantees: after each successful list the store has received the full state at some
+    resourceVersion — streamed object by object and then ``finish``-ed (a store with
+    ``start_relist``), else in one ``replace`` — followed by every later event in server
+    order; a list that fails midway is never finished (a streaming store keeps only what
+    it received: real object versions, no deletions); watches resume
     from the last seen resourceVersion (bookmarks advance it); a 410 leads to a relist at
     the last seen version before falling back to a fresh consistent list, so a mass 410
     does not turn into a storm of full lists.
@@ -314,7 +317,7 @@ class Reflector:
             return BackingOff(Listing(relist=state.relist, from_scratch=from_scratch))
 
     def _watch_list(self, from_scratch: bool) -> Watching | None:
-        """A WatchList: the store replaced and the stream to watch on, or None to LIST."""
+        """A WatchList streamed into the store; the stream to watch on, or None to LIST."""
         started = self._clock.now()
         relist = self._start_relist()
         result = watch_list(
