@@ -194,9 +194,14 @@ func main() {
 		fail(err)
 	}
 	cfg.QPS, cfg.Burst = 1000, 1000
+	// Both set explicitly: client-go v0.37's typed clients ask for protobuf when the
+	// content type is left empty, so "JSON" has to be asked for.
 	if *protobuf {
 		cfg.ContentType = "application/vnd.kubernetes.protobuf"
 		cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	} else {
+		cfg.ContentType = "application/json"
+		cfg.AcceptContentTypes = "application/json"
 	}
 	client := kubernetes.NewForConfigOrDie(cfg)
 	runtime.GC()
