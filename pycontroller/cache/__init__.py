@@ -21,7 +21,7 @@ from pycontroller.cache._mutation_detector import (
     ENV_CACHE_MUTATION_DETECTOR,
     CacheMutationDetector,
 )
-from pycontroller.cache._real_fifo import RealFIFO
+from pycontroller.cache._real_fifo import RealFIFO, StreamedRelist
 from pycontroller.cache._store import Indexer, KeyFunc, KeyListerGetter, ReadOnlyIndexer, Store
 from pycontroller.cache._thread_safe_store import ThreadSafeStore
 
@@ -44,6 +44,7 @@ __all__ = [
     "ReadOnlyIndexer",
     "RealFIFO",
     "Store",
+    "StreamedRelist",
     "ThreadSafeStore",
     "TransformFunc",
     "freeze_cache",

@@ -1,7 +1,8 @@
 """What both FIFOs between reflector and informer share (≙ tools/cache/fifo.go, delta_fifo.go).
 
-Data flow: the Reflector calls ``add``/``update``/``delete`` per watch event and ``replace``
-per (re)list, ``resync`` per resync tick; the informer's single processing loop calls
+Data flow: the Reflector calls ``add``/``update``/``delete`` per watch event, streams each
+(re)list through ``RealFIFO.start_relist`` (or hands it whole to ``replace``), ``resync`` per
+resync tick; the informer's single processing loop calls
 ``pop(process)``, where ``process`` applies the deltas to the informer's indexer and fans them
 out to the (buffered) handlers. Both FIFOs read that indexer as ``known_objects`` to build
 tombstones for objects a relist no longer returns.
@@ -209,7 +210,7 @@ class _FIFOBase(Generic[_T]):
         Pops are serialised: while one ``process`` runs, other poppers wait. An entry is
         consumed even if ``process`` raises (the exception propagates; nothing is requeued,
         as in client-go ≥ v0.33). ``has_synced`` turns true when the ``pop`` of the last
-        entry of the first ``replace`` returns (client-go reaches the same observable point
+        entry of the first complete list returns (client-go reaches the same observable point
         by processing under its lock).
 
         Raises:

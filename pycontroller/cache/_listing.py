@@ -1,10 +1,17 @@
-"""The two ways a Reflector lists (fetches the full state): a paginated LIST or a WatchList."""
+"""The two ways a Reflector lists (fetches the full state): a paginated LIST or a WatchList.
+
+Both hand every listed object to a :class:`Relist` as it arrives (LIST: page by page;
+WatchList: event by event) instead of collecting the whole list first; the Reflector calls
+``finish`` once the list is complete. The informer's FIFO streams it into the cache
+(``RealFIFO.start_relist``); :class:`CollectedRelist` collects it for stores that only take
+a whole list (``replace``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, final
 
 import structlog
 
@@ -24,14 +31,75 @@ from pycontroller.errors import (
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-@dataclass(slots=True)
-class Page:
-    """A whole LIST: items (with kind/apiVersion set), its resourceVersion, page count."""
+class Relist(Protocol):
+    """Where a list goes, object by object (see ``StreamedRelist`` for the full contract).
 
-    items: list[dict[str, Any]] = field(default_factory=list)
+    Thread-safety: used by one thread (the Reflector's).
+    """
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """A listed object, in server order."""
+        ...
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        """``obj``'s key is no longer part of the list (a DELETED initial event)."""
+        ...
+
+    def restart(self) -> None:
+        """The list starts over: forget what was listed so far."""
+        ...
+
+    def finish(self, resource_version: str) -> None:
+        """The list is complete at ``resource_version``."""
+        ...
+
+
+@final
+class CollectedRelist:
+    """A :class:`Relist` for a store that takes a whole list at once: objects are kept by
+    key (a later one replaces an earlier one in place; an object without a key is kept
+    as is, for the store to judge) and handed to ``replace`` at ``finish``.
+
+    Thread-safety: used by one thread.
+    """
+
+    def __init__(self, replace: Callable[[list[dict[str, Any]], str], None]) -> None:
+        self._replace = replace
+        self._objects: dict[object, dict[str, Any]] = {}
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """Keep ``obj``."""
+        self._objects[_key_or_identity(obj)] = obj
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        """Forget the object with ``obj``'s key."""
+        self._objects.pop(_key_or_identity(obj), None)
+
+    def restart(self) -> None:
+        """Forget everything kept."""
+        self._objects = {}
+
+    def finish(self, resource_version: str) -> None:
+        """``replace`` with everything kept, in list order."""
+        objects, self._objects = list(self._objects.values()), {}
+        self._replace(objects, resource_version)
+
+
+def _key_or_identity(obj: dict[str, Any]) -> object:
+    try:
+        return meta_namespace_key(obj)
+    except (TypeError, ValueError):
+        return id(obj)  # no key: kept for the store, which logs and drops it
+
+
+@dataclass(slots=True)
+class ListStats:
+    """What a LIST delivered: its resourceVersion, whether paginated, pages and items."""
+
     resource_version: str = ""
     paginated: bool = False
     pages: int = 0
+    items: int = 0
 
 
 def _too_large(exc: APIError) -> bool:
@@ -53,7 +121,7 @@ def _fetch(lw: ListerWatcher, interrupter: Interrupter, **kwargs: Any) -> dict[s
         raise
 
 
-def _absorb(result: Page, page: dict[str, Any]) -> str | None:
+def _absorb(stats: ListStats, page: dict[str, Any], relist: Relist) -> str | None:
     items = page.get("items") or []
     kind = str(page.get("kind") or "")
     if kind.endswith("List"):
@@ -61,61 +129,71 @@ def _absorb(result: Page, page: dict[str, Any]) -> str | None:
         for item in items:  # list items come without kind/apiVersion; watch events have them
             item.setdefault("kind", kind)
             item.setdefault("apiVersion", api_version)
-    result.items.extend(items)
-    result.pages += 1
+    for item in items:
+        relist.add(item)
+    stats.items += len(items)
+    stats.pages += 1
     token = (page.get("metadata") or {}).get("continue")
     return str(token) if token else None
 
 
 def list_pages(lw: ListerWatcher, *, rv: str, limit: int | None,
-               interrupter: Interrupter) -> Page:
-    """LIST everything at ``rv``, following continue tokens (client-go's pager).
+               interrupter: Interrupter, relist: Relist) -> ListStats:
+    """LIST everything at ``rv`` into ``relist``, following continue tokens (client-go's
+    pager); each page goes to ``relist`` as it arrives. The caller calls ``finish``.
 
-    Continuation requests carry no resourceVersion. If a continuation expires, one
-    unpaginated LIST at the original ``rv`` replaces the partial result.
+    Continuation requests carry no resourceVersion. If a continuation expires, ``relist``
+    restarts and one unpaginated LIST at the original ``rv`` delivers the whole list.
 
     Raises:
-        ResourceExpiredError: the first page is expired or "too large resource version".
+        ResourceExpiredError: the first page is expired or "too large resource version"
+            (nothing was delivered).
         Interrupted: the interrupter fired (the LIST is abandoned at once).
     """
-    result = Page()
+    stats = ListStats()
     first = _fetch(lw, interrupter, resource_version=rv, resource_version_match=None,
                    limit=limit, continue_token=None)
-    result.resource_version = str((first.get("metadata") or {}).get("resourceVersion") or "")
-    token = _absorb(result, first)
+    stats.resource_version = str((first.get("metadata") or {}).get("resourceVersion") or "")
+    token = _absorb(stats, first, relist)
+    del first  # its items now belong to the relist (or the cache) alone
     while token:
-        result.paginated = True
+        stats.paginated = True
         try:
             page = _fetch(lw, interrupter, resource_version=None, resource_version_match=None,
                           limit=limit, continue_token=token)
         except ResourceExpiredError:
-            whole = Page(paginated=True)
+            relist.restart()
+            whole = ListStats(paginated=True)
             full = _fetch(lw, interrupter, resource_version=rv, resource_version_match=None,
                           limit=None, continue_token=None)
             whole.resource_version = str((full.get("metadata") or {}).get("resourceVersion"))
-            _absorb(whole, full)
+            _absorb(whole, full, relist)
             return whole
-        token = _absorb(result, page)
-    return result
+        token = _absorb(stats, page, relist)
+        del page
+    return stats
 
 
 @dataclass(slots=True)
 class WatchListResult:
-    """What a WatchList attempt produced: the open stream (None on failure) and its items.
+    """What a WatchList attempt produced: the open stream (None on failure), the number of
+    initial objects it delivered, and the end bookmark's resourceVersion.
 
     ``unsupported`` means the server rejected the request: do not try WatchList again.
     """
 
     stream: EventStream | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: int = 0
     resource_version: str = ""
     unsupported: bool = False
 
 
 def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float,
                timeout_seconds: int, clock: Clock, interrupter: Interrupter,
-               log: structlog.typing.FilteringBoundLogger, kind: str | None) -> WatchListResult:
-    """Stream the initial state (``sendInitialEvents=true``) until the end bookmark.
+               log: structlog.typing.FilteringBoundLogger, kind: str | None,
+               relist: Relist) -> WatchListResult:
+    """Stream the initial state (``sendInitialEvents=true``) into ``relist`` until the end
+    bookmark; the caller calls ``finish`` (only on success).
 
     Returns the still-open stream so the watch continues on it. Progress, not total time,
     is judged: the attempt is abandoned when no byte arrives for ``deadline`` seconds (the
@@ -124,7 +202,8 @@ def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float
     ignores ``sendInitialEvents`` (no end bookmark ever; client-go would wait forever) is
     given up on. Any failure — rejected request, broken or malformed stream, ERROR event,
     no progress — closes the stream and returns no stream, so the caller LISTs this time;
-    only a rejection (400/422) sets ``unsupported``.
+    only a rejection (400/422) sets ``unsupported``. Whatever reached ``relist`` before a
+    failure stays there (real object versions; the caller abandons it).
 
     Raises:
         Interrupted: the interrupter fired; the stream is closed.
@@ -143,11 +222,11 @@ def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float
         return WatchListResult()
     started = clock.now()
     progress = [started]
-    objects: dict[str, dict[str, Any]] = {}
+    counted = _Counting(relist)
     try:
         with interrupter.closing(stream.close):
             rv_end = _initial_events(
-                stream, objects, kind=kind, progressed=lambda: progress.__setitem__(
+                stream, counted, kind=kind, progressed=lambda: progress.__setitem__(
                     0, clock.now()),
                 stalled=lambda: clock.now() - progress[0] > deadline)
     except Exception as exc:
@@ -155,30 +234,46 @@ def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float
         if interrupter.interrupted:
             raise Interrupted("watch list stopped") from exc
         log.warning("watch_list_failed", error=str(exc), error_type=type(exc).__name__,
-                    items=len(objects))
+                    items=counted.items)
         return WatchListResult()
     if interrupter.interrupted:
         stream.close()
         raise Interrupted("watch list stopped")
     if rv_end is not None:
-        log.info("watch_list_completed", items=len(objects), resource_version=rv_end,
+        log.info("watch_list_completed", items=counted.items, resource_version=rv_end,
                  seconds=round(clock.now() - started, 3))
         # The stream goes on as the watch: from now on the normal deadline holds.
         set_timeout = getattr(stream, "set_inactivity_timeout", None)
         if set_timeout is not None:
             set_timeout(inactivity)
-        return WatchListResult(stream, list(objects.values()), rv_end)
+        return WatchListResult(stream, counted.items, rv_end)
     stream.close()
-    log.warning("watch_list_timeout", deadline=deadline, items=len(objects),
+    log.warning("watch_list_timeout", deadline=deadline, items=counted.items,
                 seconds=round(clock.now() - started, 3))
     return WatchListResult()
 
 
-def _initial_events(stream: EventStream, objects: dict[str, dict[str, Any]], *,
+@final
+class _Counting:
+    """Counts what goes into a relist (for the logs)."""
+
+    def __init__(self, relist: Relist) -> None:
+        self.relist = relist
+        self.items = 0
+
+    def add(self, obj: dict[str, Any]) -> None:
+        self.relist.add(obj)
+        self.items += 1
+
+    def remove(self, obj: dict[str, Any]) -> None:
+        self.relist.remove(obj)
+
+
+def _initial_events(stream: EventStream, relist: _Counting, *,
                     kind: str | None, progressed: Callable[[], None],
                     stalled: Callable[[], bool]) -> str | None:
-    """Collect the initial events into ``objects``; return the end bookmark's RV, or None
-    if the stream ended or made no progress (see ``watch_list``) for too long."""
+    """Hand the initial events to ``relist``; return the end bookmark's RV, or None if the
+    stream ended or made no progress (see ``watch_list``) for too long."""
     for event in stream:
         obj = event.object
         if event.type == "ERROR":
@@ -188,14 +283,14 @@ def _initial_events(stream: EventStream, objects: dict[str, dict[str, Any]], *,
             if annotations.get(INITIAL_EVENTS_END) == "true":
                 return str(obj["metadata"].get("resourceVersion") or "")
         elif event.type == "DELETED":
-            objects.pop(meta_namespace_key(obj), None)
+            relist.remove(obj)
             progressed()
         elif event.type == "ADDED":
             if not kind or obj.get("kind") in (None, kind):
-                objects[meta_namespace_key(obj)] = obj
+                relist.add(obj)
             progressed()
         elif not kind or obj.get("kind") in (None, kind):  # MODIFIED: not an initial event
-            objects[meta_namespace_key(obj)] = obj
+            relist.add(obj)
         if stalled():
             return None
     return None

@@ -31,7 +31,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, final
+from typing import Any, Final, Protocol, final, runtime_checkable
 
 import structlog
 
@@ -39,7 +39,7 @@ from pycontroller._util._backoff import Backoff
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller._util._logging import log_exception
 from pycontroller.cache._interrupt import Interrupted, Interrupter
-from pycontroller.cache._listing import list_pages, watch_list
+from pycontroller.cache._listing import CollectedRelist, Relist, list_pages, watch_list
 from pycontroller.cache._reflector_metrics import ReflectorMetrics
 from pycontroller.client._errors import api_error
 from pycontroller.client._list_watch import EventStream, ListerWatcher
@@ -57,6 +57,10 @@ SHORT_WATCH: Final = 1.0
 
 class ReflectorStore(Protocol):
     """What a Reflector writes to (the informer's FIFO implements it).
+
+    A store that also has ``start_relist`` (:class:`StreamingStore`, e.g. ``RealFIFO``)
+    gets each list streamed into it object by object; any other store gets each complete
+    list through ``replace``.
 
     Thread-safety: implementations must be thread-safe: ``resync`` comes from the
     reflector's resync thread, everything else from its main thread.
@@ -80,6 +84,15 @@ class ReflectorStore(Protocol):
 
     def resync(self) -> None:
         """Replay the cache to the handlers (each resync period, if they want it)."""
+        ...
+
+
+@runtime_checkable
+class StreamingStore(Protocol):
+    """A :class:`ReflectorStore` that takes a list as it arrives (see ``StreamedRelist``)."""
+
+    def start_relist(self) -> Relist:
+        """Begin a list; the Reflector calls ``finish`` only once it is complete."""
         ...
 
 
@@ -151,8 +164,11 @@ class _WatchEnd:
 class Reflector:
     """Lists, then watches one resource and feeds every change into a store.
 
-    Guarantees: after each successful list the store gets a ``replace`` of the full state
-    at some resourceVersion, followed by every later event in server order; watches resume
+    Guarantees: after each successful list the store has received the full state at some
+    resourceVersion — streamed object by object and then ``finish``-ed (a store with
+    ``start_relist``), else in one ``replace`` — followed by every later event in server
+    order; a list that fails midway is never finished (a streaming store keeps only what
+    it received: real object versions, no deletions); watches resume
     from the last seen resourceVersion (bookmarks advance it); a 410 leads to a relist at
     the last seen version before falling back to a fresh consistent list, so a mass 410
     does not turn into a storm of full lists.
@@ -273,23 +289,25 @@ class Reflector:
                     return watching
             rv = "" if from_scratch else (self.last_resource_version or "0")
             started = self._clock.now()
+            relist = self._start_relist()
             try:
                 page = list_pages(self._lw, rv=rv, limit=self._limit_for(rv),
-                                  interrupter=self._interrupter)
+                                  interrupter=self._interrupter, relist=relist)
             except ResourceExpiredError as exc:  # also "too large resource version"
                 self._log.info("list_expired", resource_version=rv, error=str(exc))
                 from_scratch, rv = True, ""
+                relist.restart()
                 page = list_pages(self._lw, rv=rv, limit=self._page_size,
-                                  interrupter=self._interrupter)
+                                  interrupter=self._interrupter, relist=relist)
             if stop.is_set():
                 return state
             if rv == "0" and page.paginated:
                 self._server_paginates_at_zero = True
-            self._store.replace(page.items, page.resource_version)
+            relist.finish(page.resource_version)
             self._set_rv(page.resource_version)
             duration = self._clock.now() - started
-            self._metrics.list_done(duration, len(page.items))
-            self._log.info("list_completed", items=len(page.items), pages=page.pages,
+            self._metrics.list_done(duration, page.items)
+            self._log.info("list_completed", items=page.items, pages=page.pages,
                            resource_version=page.resource_version, seconds=round(duration, 3))
             return _REWATCH
         except Exception as exc:
@@ -299,26 +317,33 @@ class Reflector:
             return BackingOff(Listing(relist=state.relist, from_scratch=from_scratch))
 
     def _watch_list(self, from_scratch: bool) -> Watching | None:
-        """A WatchList: the store replaced and the stream to watch on, or None to LIST."""
+        """A WatchList streamed into the store; the stream to watch on, or None to LIST."""
         started = self._clock.now()
+        relist = self._start_relist()
         result = watch_list(
             self._lw, rv="" if from_scratch else self.last_resource_version,
             deadline=self._watch_list_deadline, inactivity=self._inactivity,
             timeout_seconds=self._watch_timeout(), clock=self._clock,
-            interrupter=self._interrupter, log=self._log, kind=self._kind,
+            interrupter=self._interrupter, log=self._log, kind=self._kind, relist=relist,
         )
         if result.unsupported:
             self._server_has_watch_list = False  # remembered for this server and reflector
         if result.stream is None:
-            return None
+            return None  # what reached the store stays; the LIST that follows completes it
         try:
-            self._store.replace(result.items, result.resource_version)
+            relist.finish(result.resource_version)
         except BaseException:
             result.stream.close()  # not left open behind a failed list
             raise
         self._set_rv(result.resource_version)
-        self._metrics.list_done(self._clock.now() - started, len(result.items))
+        self._metrics.list_done(self._clock.now() - started, result.items)
         return Watching(result.stream)
+
+    def _start_relist(self) -> Relist:
+        """Stream the list into the store if it can take it so, else collect it."""
+        if isinstance(self._store, StreamingStore):
+            return self._store.start_relist()
+        return CollectedRelist(self._store.replace)
 
     def _limit_for(self, rv: str) -> int | None:
         if self._server_paginates_at_zero or rv in ("", "0"):

@@ -7,8 +7,13 @@ handlers, listers, reconcilers.
 Why: a cache of fully decoded JSON holds ~85 gc-tracked containers and ~40 KB per 8 KB pod,
 and the cyclic GC walks all of them repeatedly while the cache grows. A ``LazyObject`` keeps
 each top-level object/array value except ``metadata`` as its compact JSON bytes (about the
-wire size) and decodes it the first time it is read, so a cached pod holds 3 tracked
-containers and roughly its JSON size until something reads its ``spec`` or ``status``.
+wire size) and decodes it the first time it is read. ``metadata`` is decoded at once except
+its object/array values other than ``labels`` and ``annotations`` (``ownerReferences``,
+``finalizers``, ``managedFields``), which stay raw the same way. A cached pod holds 2
+tracked containers (the object and its metadata) and roughly its JSON size until something
+reads its ``spec`` or ``status``. Each kept raw value is copied once, straight out of the
+line (no intermediate copies: fewer holes in the allocator's heap once the line is freed),
+and the names of the undecoded keys live in a tuple shared by every object of that shape.
 
 A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items``,
 ``values``, ``==``, ``copy``, ``repr``, ``json.dumps``, ``dict(obj)``, ``{**obj}``,
@@ -35,35 +40,26 @@ import orjson
 __all__ = ["LazyObject", "loads_event", "loads_list"]
 
 _LOCK: Final = threading.Lock()
-_OPEN: Final = (b"{", b"[")
-
+_OBJECT: Final = ord("{")
+_OPENERS: Final = frozenset({_OBJECT, ord("[")})  # first byte of an object or array
 
 _INTERN_MAX: Final = 64
 # metadata values shared by many objects (label and annotation values are interned too).
-_INTERN_FIELDS: Final = ("namespace", "generateName")
+_INTERN_FIELDS: Final = frozenset({"namespace", "generateName"})
+# metadata objects decoded at once: read by selectors, index functions and most handlers.
+_EAGER_META: Final = frozenset({"labels", "annotations"})
+
+# The tuples of not yet decoded keys, shared: most objects of a kind have the same ones.
+_SHARED: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-def _intern_metadata(meta: dict[str, Any]) -> None:
-    """Share the strings many objects repeat (keys are shared by orjson's key cache)."""
-    intern = sys.intern
-    for field in _INTERN_FIELDS:
-        value = dict.get(meta, field)
-        if isinstance(value, str) and len(value) <= _INTERN_MAX:
-            dict.__setitem__(meta, field, intern(value))
-    for field in ("labels", "annotations"):
-        values = dict.get(meta, field)
-        if isinstance(values, dict):
-            for k, v in values.items():
-                if isinstance(v, str) and len(v) <= _INTERN_MAX:
-                    values[k] = intern(v)
-    owners = dict.get(meta, "ownerReferences")
-    if isinstance(owners, list):
-        for owner in owners:
-            if isinstance(owner, dict):
-                for k in ("apiVersion", "kind", "name"):
-                    v = owner.get(k)
-                    if isinstance(v, str):
-                        owner[k] = intern(v)
+def _shared(keys: tuple[str, ...]) -> tuple[str, ...]:
+    shared = _SHARED.get(keys)
+    if shared is None:
+        if len(_SHARED) >= 1024:  # bounded: odd objects get their own tuple
+            return keys
+        shared = _SHARED.setdefault(keys, keys)
+    return shared
 
 
 class _Event(msgspec.Struct):
@@ -79,74 +75,104 @@ _ITEMS_DECODER: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 class LazyObject(dict[str, Any]):
     """A decoded JSON object whose nested values (but ``metadata``) decode on first read.
 
-    Invariants: ``_raw`` maps each not yet decoded key to its JSON bytes, and the ``dict``
-    holds an ``orjson.Fragment`` of those bytes under that key; ``_raw`` is ``None`` once
-    every key is decoded. Everything else is a plain, fully decoded value.
+    Invariants: ``_lazy`` names the keys not yet decoded (``None`` when there are none; the
+    tuples are shared between objects), and the ``dict`` holds an ``orjson.Fragment`` of
+    each such key's JSON bytes; every other value is a plain, fully decoded value.
     """
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_lazy",)
 
-    _raw: dict[str, bytes] | None
+    _lazy: tuple[str, ...] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._raw = None
+        self._lazy = None
 
     @classmethod
-    def from_raw(cls, fields: dict[str, msgspec.Raw], *, top: bool = True) -> LazyObject:
-        """Build from an object split into raw JSON values (copied, so the line or page
-        they came from can be freed). ``top``: every object/array value but ``metadata``
-        stays raw, and ``metadata`` is built with only its ``managedFields`` raw (so
-        dropping them never decodes them); else only ``managedFields`` stays raw."""
+    def from_raw(cls, fields: dict[str, msgspec.Raw]) -> LazyObject:
+        """Build from an object split into raw JSON values (each kept value is copied once,
+        so the line or page they came from can be freed): every object/array value but
+        ``metadata`` stays raw; ``metadata`` is built by :meth:`_metadata`."""
         obj = cls()
-        raw: dict[str, bytes] = {}
+        lazy: list[str] = []
         for key, value in fields.items():
-            data = bytes(value)  # a copy: the line or page it came from can be freed
-            lazy = (key != "metadata" and data[:1] in _OPEN) if top else key == "managedFields"
-            if lazy:
-                raw[key] = data
-                dict.__setitem__(obj, key, orjson.Fragment(data))
-            elif top and key == "metadata" and data[:1] == b"{":
-                meta = cls.from_raw(_FIELDS_DECODER.decode(data), top=False)
-                _intern_metadata(meta)
-                dict.__setitem__(obj, key, meta)
+            view = memoryview(value)  # msgspec.Raw is a buffer
+            head = view[0] if view else 0
+            if key == "metadata" and head == _OBJECT:
+                dict.__setitem__(obj, key, cls._metadata(_FIELDS_DECODER.decode(value)))
+            elif head in _OPENERS:
+                lazy.append(key)
+                dict.__setitem__(obj, key, orjson.Fragment(bytes(view)))
             else:
-                decoded = orjson.loads(data)
+                decoded = orjson.loads(view)
                 if isinstance(decoded, str) and len(decoded) <= _INTERN_MAX:
                     decoded = sys.intern(decoded)
                 dict.__setitem__(obj, key, decoded)
-        obj._raw = raw or None
+        if lazy:
+            obj._lazy = _shared(tuple(lazy))
         return obj
+
+    @classmethod
+    def _metadata(cls, fields: dict[str, msgspec.Raw]) -> LazyObject:
+        """``metadata``: scalars and ``labels``/``annotations`` decoded now (keys, selectors
+        and indexes read them), every other object or array (``managedFields``,
+        ``ownerReferences``, ``finalizers``, ...) raw until read; repeated strings interned."""
+        meta = cls()
+        lazy: list[str] = []
+        intern = sys.intern
+        for key, value in fields.items():
+            view = memoryview(value)  # msgspec.Raw is a buffer
+            head = view[0] if view else 0
+            if head in _OPENERS and key not in _EAGER_META:
+                lazy.append(key)
+                dict.__setitem__(meta, key, orjson.Fragment(bytes(view)))
+                continue
+            decoded = orjson.loads(view)
+            if key in _INTERN_FIELDS and isinstance(decoded, str) and len(decoded) <= _INTERN_MAX:
+                decoded = intern(decoded)
+            elif isinstance(decoded, dict):  # labels, annotations
+                for k, v in decoded.items():
+                    if isinstance(v, str) and len(v) <= _INTERN_MAX:
+                        decoded[k] = intern(v)
+            dict.__setitem__(meta, key, decoded)
+        if lazy:
+            meta._lazy = _shared(tuple(lazy))
+        return meta
 
     # ---- decoding ----------------------------------------------------------------------
 
     def _decode(self, key: str) -> None:
         with _LOCK:
-            raw = self._raw
-            if raw is None or key not in raw:
+            lazy = self._lazy
+            if lazy is None or key not in lazy:
                 return  # another thread got here first
-            dict.__setitem__(self, key, orjson.loads(raw.pop(key)))
-            if not raw:
-                self._raw = None
+            # The fragment's bytes: orjson writes them out as they are (a copy, once per key).
+            raw = orjson.dumps(dict.__getitem__(self, key))
+            dict.__setitem__(self, key, orjson.loads(raw))
+            self._lazy = _without(lazy, key)
 
     def materialize(self) -> LazyObject:
-        """Decode every remaining key now; return ``self``."""
-        raw = self._raw
-        if raw is not None:
-            for key in list(raw):
+        """Decode every remaining key now, nested lazy objects (``metadata``) included;
+        return ``self``."""
+        lazy = self._lazy
+        if lazy is not None:
+            for key in lazy:
                 self._decode(key)
+        meta = dict.get(self, "metadata")
+        if isinstance(meta, LazyObject):
+            meta.materialize()
         return self
 
     def is_decoded(self, key: str) -> bool:
         """Whether ``key`` holds a decoded value (diagnostics and tests)."""
-        raw = self._raw
-        return raw is None or key not in raw
+        lazy = self._lazy
+        return lazy is None or key not in lazy
 
     # ---- reads ---------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        raw = self._raw
-        if raw is not None and key in raw:
+        lazy = self._lazy
+        if lazy is not None and key in lazy:
             self._decode(key)
         return dict.__getitem__(self, key)
 
@@ -243,16 +269,19 @@ class LazyObject(dict[str, Any]):
 
     def clear(self) -> None:
         """``dict.clear``."""
-        self._raw = None
+        self._lazy = None
         dict.clear(self)
 
     def _forget(self, key: str) -> None:
         with _LOCK:
-            raw = self._raw
-            if raw is not None:
-                raw.pop(key, None)
-                if not raw:
-                    self._raw = None
+            lazy = self._lazy
+            if lazy is not None and key in lazy:
+                self._lazy = _without(lazy, key)
+
+
+def _without(lazy: tuple[str, ...], key: str) -> tuple[str, ...] | None:
+    rest = tuple(k for k in lazy if k != key)
+    return _shared(rest) if rest else None
 
 
 def loads_event(line: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from fifo_helpers import (
@@ -21,12 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pycontroller.cache import (
+    DeletedFinalStateUnknown,
     Delta,
     DeltaType,
     Queue,
     RealFIFO,
     meta_namespace_key,
 )
+from pycontroller.cache._real_fifo import RELIST_BATCH
 
 
 def test_real_fifo_is_a_queue() -> None:
@@ -153,3 +156,152 @@ def test_every_event_pops_alone_in_arrival_order(events: list[tuple[DeltaType, s
         expected.append((Delta(kind, o),))
     assert drain(fifo) == expected
     assert all(meta_namespace_key(e[0].obj) for e in expected)
+
+
+# ---- streamed relists (start_relist: what the Reflector uses) --------------------------------
+
+def test_streamed_relist_queues_batches_as_they_arrive_and_tombstones_last() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(obj("a", 1), obj("gone", 4)))
+    relist = fifo.start_relist()
+    names = ["a", *(f"p{i}" for i in range(RELIST_BATCH))]
+    for i, name in enumerate(names):
+        relist.add(obj(name, 10 + i))
+    assert len(fifo) == 1  # a full batch is queued before the list ends
+    relist.finish("99")
+    popped = drain(fifo)
+    assert [len(entry) for entry in popped] == [RELIST_BATCH, 1, 1]
+    assert popped[0][0] == Delta(REPLACED, obj("a", 10))
+    assert all(d.type is REPLACED for entry in popped[:2] for d in entry)
+    assert popped[2] == (Delta[Obj](DELETED, tomb("gone", obj("gone", 4))),)  # at the end
+
+
+def test_streamed_relist_tombstones_pending_unlisted_keys_with_newest_pending_state() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(obj("a", 1)))
+    fifo.update(obj("a", 2))
+    fifo.add(obj("b", 3))
+    fifo.delete(obj("c", 4))  # last pending delta a deletion: no tombstone
+    relist = fifo.start_relist()
+    relist.add(obj("b", 5))
+    relist.finish("6")
+    assert drain(fifo)[-2:] == [(Delta(REPLACED, obj("b", 5)),),
+                                (Delta[Obj](DELETED, tomb("a", obj("a", 2))),)]
+
+
+def test_streamed_first_list_syncs_only_once_finished_and_processed() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known())
+    relist = fifo.start_relist()
+    for i in range(RELIST_BATCH + 1):
+        relist.add(obj(f"p{i}"))
+    seen: list[tuple[bool, bool]] = []
+
+    def record(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        seen.append((is_in_initial_list, fifo.has_synced()))
+
+    fifo.pop(record)  # the first batch, applied while the list still arrives
+    assert not fifo.has_synced()
+    relist.finish("2")
+    assert not fifo.has_synced()  # the rest is queued, not processed
+    fifo.pop(record)
+    assert fifo.has_synced()
+    fifo.add(obj("late"))
+    fifo.pop(record)
+    assert seen == [(True, False), (True, False), (False, True)]
+
+
+def test_streamed_first_list_counts_an_entry_in_flight_at_finish() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known())
+    relist = fifo.start_relist()
+    for i in range(RELIST_BATCH):
+        relist.add(obj(f"p{i}"))  # one full batch: queued
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        inside.set()
+        assert release.wait(10)
+
+    popper = threading.Thread(target=fifo.pop, args=(slow,))
+    popper.start()
+    assert inside.wait(10)
+    relist.finish("2")  # nothing left to queue; the batch is still being processed
+    assert not fifo.has_synced()
+    release.set()
+    popper.join(10)
+    assert fifo.has_synced()
+
+
+def test_abandoned_streamed_list_queues_real_objects_only_and_does_not_sync() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(obj("old", 1)))
+    broken = fifo.start_relist()
+    for i in range(RELIST_BATCH + 5):
+        broken.add(obj(f"p{i}", 2))  # the stream breaks here: never finished
+    popped = drain(fifo)
+    assert [len(entry) for entry in popped] == [RELIST_BATCH]  # the unqueued 5 are dropped
+    assert all(d.type is REPLACED and d.obj == obj(f"p{i}", 2)
+               for i, d in enumerate(popped[0]))
+    assert not fifo.has_synced()  # no complete list yet, and no tombstone for "old"
+
+
+def test_streamed_relist_after_a_broken_one_tombstones_what_it_left_in_the_cache() -> None:
+    indexer = known(obj("old", 1))
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=indexer)
+
+    def apply(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        for d in deltas:
+            if isinstance(d.obj, DeletedFinalStateUnknown) or d.type is DELETED:
+                indexer.delete(d.obj)
+            else:
+                indexer.update(d.obj)
+
+    broken = fifo.start_relist()
+    for i in range(RELIST_BATCH):
+        broken.add(obj(f"p{i}", 2))
+    while len(fifo):
+        fifo.pop(apply)
+    assert len(indexer) == RELIST_BATCH + 1  # new versions in place, nothing deleted
+    complete = fifo.start_relist()
+    complete.add(obj("p0", 3))
+    complete.finish("4")
+    while len(fifo):
+        fifo.pop(apply)
+    assert indexer.list_keys() == ["ns/p0"] and indexer.get_by_key("ns/p0") == obj("p0", 3)
+
+
+def test_streamed_relist_remove_and_restart() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(obj("k", 1)))
+    relist = fifo.start_relist()
+    relist.add(obj("k", 2))
+    relist.add(obj("x", 2))
+    relist.remove(obj("x", 3))  # not queued yet: dropped
+    relist.add(obj("k", 4))  # replaces the unqueued "k" in place
+    assert relist.count == 3
+    relist.finish("5")
+    assert drain(fifo) == [(Delta(REPLACED, obj("k", 4)),)]
+
+    relist = fifo.start_relist()
+    for i in range(RELIST_BATCH):
+        relist.add(obj(f"p{i}"))  # queued
+    relist.remove(obj("p0"))  # queued already: it gets a tombstone at the end
+    relist.restart()  # e.g. an expired continuation: the list starts over
+    relist.add(obj("p1", 7))
+    relist.finish("8")
+    popped = drain(fifo)
+    assert popped[1] == (Delta(REPLACED, obj("p1", 7)),)
+    tombs = {d.obj.key for d in popped[2]}  # type: ignore[union-attr]
+    assert tombs == {f"ns/p{i}" for i in range(RELIST_BATCH) if i != 1} | {"ns/k"}
+
+
+def test_streamed_relist_transforms_once_and_drops_objects_without_a_key() -> None:
+    calls: list[str] = []
+
+    def transform(o: Obj) -> Obj:
+        calls.append(o["metadata"].get("name", "?"))
+        return {**o, "t": True}
+
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(), transform=transform)
+    relist = fifo.start_relist()
+    relist.add(obj("a"))
+    relist.add({"metadata": {}})  # no name: logged and left out
+    relist.finish("1")
+    assert drain(fifo) == [(Delta(REPLACED, {**obj("a"), "t": True}),)]
+    assert calls == ["a", "?"] and relist.count == 1

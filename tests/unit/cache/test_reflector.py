@@ -600,3 +600,144 @@ def test_too_large_event_relists(lw: FakeListerWatcher, run_reflector: Runner) -
     assert lw.wait_for_watches(1)
     lw.emit(WatchEventTooLargeError("watch event larger than 16 bytes"))
     wait_for(lambda: len(lists(lw)) == 2, timeout=5)
+
+
+# ---- lists streamed into a store that takes them object by object ---------------------------
+
+class StreamingStore(RecordingStore):
+    """A RecordingStore with ``start_relist``: records each list's add/remove/restart/finish
+    (as ``relist`` ops) in arrival order."""
+
+    def start_relist(self) -> Any:
+        store = self
+
+        class Relist:
+            def add(self, obj: Any) -> None:
+                store._rec("relist", ("add", obj["metadata"]["name"]))
+
+            def remove(self, obj: Any) -> None:
+                store._rec("relist", ("remove", obj["metadata"]["name"]))
+
+            def restart(self) -> None:
+                store._rec("relist", ("restart", None))
+
+            def finish(self, resource_version: str) -> None:
+                store._rec("relist", ("finish", resource_version))
+
+        self._rec("relist", ("start", None))
+        return Relist()
+
+    def relist_ops(self) -> list[tuple[str, Any]]:
+        with self.lock:
+            return [arg for op, arg in self.ops if op == "relist"]
+
+
+def run_streaming(lw: FakeListerWatcher, **kwargs: Any) -> tuple[StreamingStore,
+                                                                  threading.Event,
+                                                                  threading.Thread]:
+    store = StreamingStore()
+    kwargs.setdefault("backoff", Backoff(initial=0.001, cap=0.002))
+    reflector = Reflector(lw, store, expected_kind="Pod", **kwargs)
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), name="pycontroller-test")
+    thread.start()
+    return store, stop, thread
+
+
+def test_watch_list_streams_into_the_store_before_the_list_ends(lw: FakeListerWatcher) -> None:
+    lw.watch_list = True
+    for i in range(3):
+        lw.upsert(pod(f"p{i}"))
+    real_watch = lw.watch
+    gate = threading.Event()
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        return GatedStream(stream, after=2, gate=gate) if kw["send_initial_events"] else stream
+
+    lw.watch = watch  # type: ignore[method-assign]
+    store, stop, thread = run_streaming(lw)
+    try:
+        wait_for(lambda: len(store.relist_ops()) >= 3, timeout=5)
+        # two objects reached the store; the stream waits before the third
+        assert store.relist_ops() == [("start", None), ("add", "p0"), ("add", "p1")]
+        assert store.count("replace") == 0
+        gate.set()
+        wait_for(lambda: ("finish", "103") in store.relist_ops(), timeout=5)
+        assert store.relist_ops() == [("start", None), ("add", "p0"), ("add", "p1"),
+                                      ("add", "p2"), ("finish", "103")]
+    finally:
+        gate.set()
+        _stop_latency(stop, thread)
+
+
+def test_broken_watch_list_leaves_its_objects_unfinished_and_the_list_completes_them(
+    lw: FakeListerWatcher,
+) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+    lw.upsert(pod("b"))
+    real_watch = lw.watch
+    broken = [True]
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        if kw["send_initial_events"] and broken[0]:
+            broken[0] = False
+            return FakeStreamWithError(stream, TransportError("connection reset"))
+        return stream
+
+    lw.watch = watch  # type: ignore[method-assign]
+    store, stop, thread = run_streaming(lw, watch_list_deadline=60.0)
+    try:
+        wait_for(lambda: ("finish", "102") in store.relist_ops(), timeout=5)
+        # the broken WatchList's relist is never finished (no tombstones come of it);
+        # the LIST that follows is a fresh, complete one
+        assert store.relist_ops() == [("start", None), ("add", "a"),
+                                      ("start", None), ("add", "a"), ("add", "b"),
+                                      ("finish", "102")]
+        assert lists(lw), "fell back to LIST"
+    finally:
+        _stop_latency(stop, thread)
+
+
+def test_list_pages_stream_page_by_page_and_restart_on_expired_continuation(
+    lw: FakeListerWatcher,
+) -> None:
+    for i in range(3):
+        lw.upsert(pod(f"p{i}"))
+    lw.page_size_cap = 2
+    original = lw.list
+
+    def flaky(**kw: Any) -> dict[str, Any]:
+        if kw["continue_token"]:
+            lw.page_size_cap = None
+            original(**kw)
+            raise ResourceExpiredError(410, "Expired", "continue expired")
+        return original(**kw)
+
+    lw.list = flaky  # type: ignore[method-assign]
+    store, stop, thread = run_streaming(lw, use_watch_list=False)
+    try:
+        assert lw.wait_for_watches(1)
+        assert store.relist_ops() == [("start", None), ("add", "p0"), ("add", "p1"),
+                                      ("restart", None), ("add", "p0"), ("add", "p1"),
+                                      ("add", "p2"), ("finish", "103")]
+    finally:
+        _stop_latency(stop, thread)
+
+
+class GatedStream:
+    """Delivers ``after`` events of ``inner``, then waits for ``gate`` before the rest."""
+
+    def __init__(self, inner: Any, *, after: int, gate: threading.Event) -> None:
+        self._inner, self._after, self._gate = inner, after, gate
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for i, event in enumerate(self._inner):
+            if i == self._after:
+                assert self._gate.wait(10)
+            yield event
+
+    def close(self) -> None:
+        self._inner.close()

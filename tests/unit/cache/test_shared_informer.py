@@ -407,3 +407,69 @@ def test_an_informer_that_dies_stops_alone_and_reports_why(
     failed = [e for e in logs if e["event"] == "informer_failed"]
     assert failed and failed[0]["error"] == "reflector bug"
     assert reg.removed and not informer.has_synced()
+
+
+def test_relist_streams_into_the_cache_and_deletes_vanished_objects_last(
+    lw: FakeListerWatcher, stop: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pycontroller.cache import _real_fifo
+    from pycontroller.client._watch import WatchDecodeError
+
+    monkeypatch.setattr(_real_fifo, "RELIST_BATCH", 1)  # queue each object as it arrives
+    lw.watch_list = True
+    for name in ("a", "b", "gone"):
+        lw.upsert(pod(name))
+    real_watch = lw.watch
+    gate = threading.Event()
+    relisting = [False]
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        if kw["send_initial_events"] and relisting[0]:
+            return GatedStream(stream, after=1, gate=gate)
+        return stream
+
+    lw.watch = watch  # type: ignore[method-assign]
+    informer = make(lw, use_watch_list=True,
+                    reflector_options={"backoff": Backoff(initial=0.001, cap=0.002)})
+    rec = RVRecorder()
+    informer.add_event_handler(**rec.handlers())
+    informer.start(stop)
+    assert wait_for_cache_sync(stop, informer.has_synced, timeout=5)
+    old_b = informer.lister.get("b", namespace="ns")
+    lw.upsert(pod("a", labels={"v": "2"}), emit=False)  # changed while not watching
+    lw.remove("ns", "gone", emit=False)
+    relisting[0] = True
+    lw.emit(WatchDecodeError("cut"))  # → relist (WatchList, held after its first object)
+    try:
+        wait_for(lambda: ("update", "a", "new-rv") in rec.snapshot(), timeout=5)
+        # the first relisted object is in the cache while the list still arrives; the
+        # rest is untouched and nothing is deleted before the list is complete
+        relisted = informer.lister.get("a", namespace="ns")
+        assert relisted is not None and relisted["metadata"]["labels"] == {"v": "2"}
+        assert informer.lister.get("b", namespace="ns") is old_b
+        assert informer.lister.get("gone", namespace="ns") is not None
+    finally:
+        gate.set()
+    wait_for(lambda: ("delete", "ns/gone", "tombstone") in rec.snapshot(), timeout=5)
+    assert rec.snapshot()[-3:] == [("update", "a", "new-rv"), ("update", "b", "same-rv"),
+                                   ("delete", "ns/gone", "tombstone")]
+    assert sorted(o["metadata"]["name"] for o in informer.lister.list()) == ["a", "b"]
+    stop.set()
+    informer.join(5)
+
+
+class GatedStream:
+    """Delivers ``after`` events of ``inner``, then waits for ``gate`` before the rest."""
+
+    def __init__(self, inner: Any, *, after: int, gate: threading.Event) -> None:
+        self._inner, self._after, self._gate = inner, after, gate
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, event in enumerate(self._inner):
+            if i == self._after:
+                assert self._gate.wait(10)
+            yield event
+
+    def close(self) -> None:
+        self._inner.close()

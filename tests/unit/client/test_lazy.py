@@ -100,9 +100,40 @@ def test_decode_event_builds_lazy_objects_and_still_rejects_bad_lines() -> None:
 def test_a_cached_pod_holds_few_gc_tracked_containers() -> None:
     obj = lazy()
     strip_managed_fields(obj)
-    tracked = [o for o in (obj, obj["metadata"], *obj["metadata"].values())
+    meta = obj["metadata"]
+    tracked = [o for o in (obj, meta, *(dict.__getitem__(meta, k) for k in meta))
                if gc.is_tracked(o)]
-    assert len(tracked) <= 3  # the object, metadata and the ownerReferences list
+    assert tracked == [obj, meta]  # ownerReferences stays raw until read
+
+
+def test_metadata_objects_other_than_labels_and_annotations_stay_raw_until_read() -> None:
+    source = {**POD, "metadata": {**POD["metadata"], "finalizers": ["f"],
+                                  "annotations": {"a": "b"}}}
+    meta = lazy(source)["metadata"]
+    assert meta.is_decoded("labels") and meta.is_decoded("annotations")
+    assert meta.is_decoded("name") and meta.is_decoded("resourceVersion")
+    for key in ("ownerReferences", "finalizers", "managedFields"):
+        assert not meta.is_decoded(key)
+    assert meta.get("ownerReferences") == [{"kind": "ReplicaSet"}]
+    assert meta.is_decoded("ownerReferences") and not meta.is_decoded("finalizers")
+    assert meta["ownerReferences"] is meta["ownerReferences"]
+    assert meta == source["metadata"]
+
+
+def test_objects_of_the_same_shape_share_their_bookkeeping() -> None:
+    first, second = lazy(), lazy()
+    assert first._lazy is second._lazy  # one shared tuple of undecoded keys, not one each
+    assert first["metadata"]._lazy is second["metadata"]._lazy
+    first["spec"]  # a read
+    assert first._lazy is not None and second._lazy is not None
+    assert "spec" not in first._lazy and "spec" in second._lazy
+
+
+def test_materialize_decodes_metadata_too() -> None:
+    obj = lazy().materialize()
+    assert obj.is_decoded("spec") and obj.is_decoded("status")
+    assert obj["metadata"].is_decoded("ownerReferences")
+    assert obj["metadata"].is_decoded("managedFields")
 
 
 def test_concurrent_first_reads_decode_once() -> None:
@@ -125,9 +156,12 @@ def test_concurrent_first_reads_decode_once() -> None:
 @pytest.mark.allow_cache_mutation
 def test_mutation_detector_ignores_reads_and_catches_writes() -> None:
     detector = CacheMutationDetector(enabled=True, raise_on_mutation=False)
-    obj = lazy()
+    # keys out of sorted order: a raw value re-encoded after a read would change the hash
+    owners = [{"name": "rs", "kind": "ReplicaSet"}]
+    obj = lazy({**POD, "metadata": {**POD["metadata"], "ownerReferences": owners}})
     detector.add_object(obj)
     assert obj["status"]["phase"] == "Running"  # a read decodes: not a mutation
+    assert obj["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
     assert detector.check() == []
     obj["spec"]["nodeName"] = "changed"
     assert detector.check() == ["ns/p"]
