@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,7 +22,7 @@ def encode(payloads: list[bytes], *, extension: bytes = b"") -> bytes:
 def reads(data: bytes, cuts: list[int]) -> Callable[[], bytes]:
     """``read()`` returning ``data`` cut at ``cuts`` (sorted offsets), then EOF."""
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
-    pieces = iter([data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a])
+    pieces = iter([data[a:b] for a, b in itertools.pairwise(bounds) if b > a])
     return lambda: next(pieces, b"")
 
 
