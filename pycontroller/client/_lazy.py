@@ -36,8 +36,9 @@ from typing import Any, Final
 
 import msgspec
 import orjson
+from msgspec import UNSET, UnsetType
 
-__all__ = ["LazyObject", "loads_event", "loads_list"]
+__all__ = ["EventDecoder", "LazyObject", "loads_event", "loads_list"]
 
 _LOCK: Final = threading.Lock()
 _OBJECT: Final = ord("{")
@@ -67,6 +68,52 @@ class _Event(msgspec.Struct):
     object: dict[str, msgspec.Raw]
 
 
+class _Meta(msgspec.Struct, forbid_unknown_fields=True):
+    """``ObjectMeta`` as the apiserver serves it, for one-pass decoding of ``metadata``.
+
+    Anything else (a field a later Kubernetes adds, a value of another type) fails to
+    decode and takes the general path, so no field is ever dropped.
+    """
+
+    name: str | UnsetType = UNSET
+    generateName: str | UnsetType = UNSET
+    namespace: str | UnsetType = UNSET
+    selfLink: str | UnsetType = UNSET
+    uid: str | UnsetType = UNSET
+    resourceVersion: str | UnsetType = UNSET
+    generation: int | UnsetType = UNSET
+    creationTimestamp: str | UnsetType | None = UNSET
+    deletionTimestamp: str | UnsetType | None = UNSET
+    deletionGracePeriodSeconds: int | UnsetType | None = UNSET
+    labels: dict[str, str] | UnsetType | None = UNSET
+    annotations: dict[str, str] | UnsetType | None = UNSET
+    ownerReferences: msgspec.Raw | UnsetType = UNSET
+    finalizers: msgspec.Raw | UnsetType = UNSET
+    managedFields: msgspec.Raw | UnsetType = UNSET
+
+
+_META_FIELDS: Final = _Meta.__struct_fields__
+_META_RAW: Final = frozenset({"ownerReferences", "finalizers", "managedFields"})
+_META_DECODER: Final = msgspec.json.Decoder(_Meta)
+
+
+class _Shaped(msgspec.Struct, forbid_unknown_fields=True):
+    """An object of the common ``kind``/``apiVersion``/``metadata``/``spec``/``status``
+    shape (Pods, Deployments, Services, Nodes, most custom resources, bookmarks)."""
+
+    kind: str | UnsetType = UNSET
+    apiVersion: str | UnsetType = UNSET
+    metadata: _Meta | UnsetType = UNSET
+    spec: msgspec.Raw | UnsetType = UNSET
+    status: msgspec.Raw | UnsetType = UNSET
+
+
+class _ShapedEvent(msgspec.Struct):
+    type: str
+    object: _Shaped
+
+
+_SHAPED_EVENT_DECODER: Final = msgspec.json.Decoder(_ShapedEvent)
 _EVENT_DECODER: Final = msgspec.json.Decoder(_Event)
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS_DECODER: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
@@ -93,13 +140,16 @@ class LazyObject(dict[str, Any]):
         """Build from an object split into raw JSON values (each kept value is copied once,
         so the line or page they came from can be freed): every object/array value but
         ``metadata`` stays raw; ``metadata`` is built by :meth:`_metadata`."""
-        obj = cls()
+        obj = cls._new()
         lazy: list[str] = []
         for key, value in fields.items():
             view = memoryview(value)  # msgspec.Raw is a buffer
             head = view[0] if view else 0
             if key == "metadata" and head == _OBJECT:
-                dict.__setitem__(obj, key, cls._metadata(_FIELDS_DECODER.decode(value)))
+                meta = cls._known_metadata(value)
+                if meta is None:
+                    meta = cls._metadata(_FIELDS_DECODER.decode(value))
+                dict.__setitem__(obj, key, meta)
             elif head in _OPENERS:
                 lazy.append(key)
                 dict.__setitem__(obj, key, orjson.Fragment(bytes(view)))
@@ -113,11 +163,83 @@ class LazyObject(dict[str, Any]):
         return obj
 
     @classmethod
+    def _known_metadata(cls, value: msgspec.Raw) -> LazyObject | None:
+        """:meth:`_metadata` in one C pass (about 3x faster) when ``value`` is a plain
+        ``ObjectMeta``; ``None`` when it holds anything else."""
+        try:
+            known = _META_DECODER.decode(value)
+        except msgspec.ValidationError:
+            return None
+        return cls._meta_from(known)
+
+    @classmethod
+    def _from_shaped(cls, shaped: _Shaped) -> LazyObject:
+        """Build from an object msgspec decoded as :class:`_Shaped` (as :meth:`from_raw`)."""
+        obj = cls._new()
+        lazy: list[str] = []
+        setitem = dict.__setitem__
+        for key in ("kind", "apiVersion"):
+            value = getattr(shaped, key)
+            if value is not UNSET:
+                setitem(obj, key, sys.intern(value) if len(value) <= _INTERN_MAX else value)
+        if shaped.metadata is not UNSET:
+            setitem(obj, "metadata", cls._meta_from(shaped.metadata))
+        for key in ("spec", "status"):
+            raw = getattr(shaped, key)
+            if raw is UNSET:
+                continue
+            view = memoryview(raw)
+            if view and view[0] in _OPENERS:
+                lazy.append(key)
+                setitem(obj, key, orjson.Fragment(bytes(view)))
+            else:
+                value = orjson.loads(view)
+                if isinstance(value, str) and len(value) <= _INTERN_MAX:
+                    value = sys.intern(value)
+                setitem(obj, key, value)
+        if lazy:
+            obj._lazy = _shared(tuple(lazy))
+        return obj
+
+    @classmethod
+    def _new(cls) -> LazyObject:
+        obj = dict.__new__(cls)  # without the Python-level __init__
+        obj._lazy = None
+        return obj
+
+    @classmethod
+    def _meta_from(cls, known: _Meta) -> LazyObject:
+        meta = cls._new()
+        lazy: list[str] = []
+        intern = sys.intern
+        for key in _META_FIELDS:
+            decoded = getattr(known, key)
+            if decoded is UNSET:
+                continue
+            if key in _META_RAW:
+                view = memoryview(decoded)
+                if view and view[0] in _OPENERS:
+                    lazy.append(key)
+                    decoded = orjson.Fragment(bytes(view))
+                else:
+                    decoded = orjson.loads(view)
+            elif key in _INTERN_FIELDS:
+                if len(decoded) <= _INTERN_MAX:
+                    decoded = intern(decoded)
+            elif key in _EAGER_META and decoded:
+                decoded = {intern(k): intern(v) if len(v) <= _INTERN_MAX else v
+                           for k, v in decoded.items()}
+            dict.__setitem__(meta, key, decoded)
+        if lazy:
+            meta._lazy = _shared(tuple(lazy))
+        return meta
+
+    @classmethod
     def _metadata(cls, fields: dict[str, msgspec.Raw]) -> LazyObject:
         """``metadata``: scalars and ``labels``/``annotations`` decoded now (keys, selectors
         and indexes read them), every other object or array (``managedFields``,
         ``ownerReferences``, ``finalizers``, ...) raw until read; repeated strings interned."""
-        meta = cls()
+        meta = cls._new()
         lazy: list[str] = []
         intern = sys.intern
         for key, value in fields.items():
@@ -282,6 +404,34 @@ class LazyObject(dict[str, Any]):
 def _without(lazy: tuple[str, ...], key: str) -> tuple[str, ...] | None:
     rest = tuple(k for k in lazy if k != key)
     return _shared(rest) if rest else None
+
+
+class EventDecoder:
+    """:func:`loads_event` for one stream, in one C pass while its objects have the
+    common shape (:class:`_Shaped`).
+
+    A line of another shape (a ConfigMap, a Status) takes the general path, and so do
+    the next 64 lines of this stream, so a stream of such kinds does not pay for two
+    parses on every line.
+
+    Thread-safety: not thread-safe (one per stream, as the stream is read by one thread).
+    """
+
+    __slots__ = ("_general",)
+
+    def __init__(self) -> None:
+        self._general = 0  # lines left to send down the general path
+
+    def __call__(self, line: bytes) -> Any:
+        if self._general:
+            self._general -= 1
+            return loads_event(line)
+        try:
+            event = _SHAPED_EVENT_DECODER.decode(line)
+        except msgspec.MsgspecError:
+            self._general = 64
+            return loads_event(line)
+        return {"type": event.type, "object": LazyObject._from_shaped(event.object)}
 
 
 def loads_event(line: bytes) -> Any:

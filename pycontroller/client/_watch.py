@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import orjson
 
-from pycontroller.client._lazy import loads_event
+from pycontroller.client._lazy import EventDecoder, loads_event
 from pycontroller.errors import Error, TransportError
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
@@ -40,7 +40,7 @@ class WatchEvent:
     object: dict[str, Any]
 
 
-def decode_event(line: bytes) -> WatchEvent:
+def decode_event(line: bytes, loads: Callable[[bytes], Any] = loads_event) -> WatchEvent:
     """Decode one watch line.
 
     Error messages give the line's length and the parser's complaint, never its bytes:
@@ -50,7 +50,7 @@ def decode_event(line: bytes) -> WatchEvent:
         WatchDecodeError: malformed JSON, an unknown type, or no object.
     """
     try:
-        raw = loads_event(line)  # the object as a LazyObject (see _lazy.py)
+        raw = loads(line)  # the object as a LazyObject (see _lazy.py)
     except orjson.JSONDecodeError as exc:
         raise WatchDecodeError(f"malformed watch line ({len(line)} bytes): {exc}") from None
     if not isinstance(raw, dict):
@@ -182,6 +182,7 @@ class WatchStream:
                  set_timeout: Callable[[float], None] | None = None,
                  max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._lines = split_lines(chunks, max_event_bytes)
+        self._loads = EventDecoder()
         self._close = close
         self._set_timeout = set_timeout
         self.closed = False
@@ -195,7 +196,7 @@ class WatchStream:
         return self
 
     def __next__(self) -> WatchEvent:
-        return decode_event(next(self._lines))
+        return decode_event(next(self._lines), self._loads)
 
     def close(self) -> None:
         """Abort the underlying connection; a blocked reader wakes with an error or EOF."""

@@ -1,0 +1,114 @@
+"""The one-pass decoder of common-shape watch events gives what the general path gives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pycontroller.cache._shared_informer import strip_managed_fields
+from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event
+
+sys.path.insert(0, str(Path(__file__).parents[3] / "bench"))  # the benchmark's pods
+
+POD: dict[str, Any] = {
+    "kind": "Pod", "apiVersion": "v1",
+    "metadata": {
+        "name": "web-1", "generateName": "web-", "namespace": "shop", "uid": "u-1",
+        "resourceVersion": "42", "generation": 3, "creationTimestamp": "2026-12-01T00:00:00Z",
+        "deletionTimestamp": None, "deletionGracePeriodSeconds": 30,
+        "labels": {"app": "web", "tier": "front"}, "annotations": {"a": "x" * 100},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+                             "uid": "r", "controller": True}],
+        "finalizers": ["example.com/f"],
+        "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+    },
+    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+    "status": {"phase": "Running"},
+}
+
+
+def line(obj: Any, kind: str = "MODIFIED") -> bytes:
+    return orjson.dumps({"type": kind, "object": obj})
+
+
+def decode(decoder: EventDecoder, obj: Any) -> LazyObject:
+    result = decoder(line(obj))["object"]
+    assert isinstance(result, LazyObject)
+    return result
+
+
+def test_a_pod_takes_the_one_pass_path_and_reads_as_the_general_one() -> None:
+    decoder = EventDecoder()
+    fast, general = decode(decoder, POD), loads_event(line(POD))["object"]
+    assert decoder._general == 0  # the one-pass path was taken
+    meta = fast["metadata"]
+    assert not fast.is_decoded("spec") and not fast.is_decoded("status")
+    assert not meta.is_decoded("managedFields") and not meta.is_decoded("ownerReferences")
+    assert meta.is_decoded("labels") and meta.is_decoded("annotations")
+    assert fast == POD == general
+    assert orjson.loads(orjson.dumps(fast)) == POD
+    assert strip_managed_fields(fast)["metadata"].get("managedFields") is None
+    assert meta["namespace"] is sys.intern("shop") and meta["labels"]["app"] is sys.intern("web")
+
+
+def test_other_shapes_take_the_general_path_and_lose_nothing() -> None:
+    config_map = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "c"},
+                  "data": {"k": "v"}}
+    new_meta_field = {**POD, "metadata": {**POD["metadata"], "futureField": {"x": 1}}}
+    odd_label = {**POD, "metadata": {**POD["metadata"], "labels": {"n": 1}}}
+    status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+              "reason": "Expired", "code": 410}
+    for obj in (config_map, new_meta_field, odd_label, status):
+        decoder = EventDecoder()
+        assert decode(decoder, obj) == obj
+        assert decoder._general == 64  # refused by the one-pass decoder
+        assert decode(decoder, POD) == POD
+        assert decoder._general == 63  # the next lines go the general way for a while
+
+
+def test_scalar_spec_and_status_are_decoded_at_once() -> None:
+    obj = decode(EventDecoder(), {"kind": "X", "metadata": {"name": "n"}, "spec": None,
+                                  "status": "Ready"})
+    assert obj.is_decoded("spec") and obj["spec"] is None and obj["status"] == "Ready"
+
+
+def test_the_benchmark_pods_decode_alike() -> None:
+    import _pods
+
+    decoder = EventDecoder()
+    for i in range(50):
+        pod = _pods.served(i, "8k")
+        assert decode(decoder, pod) == pod
+    assert decoder._general == 0
+
+
+json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+meta_values = st.fixed_dictionaries({}, optional={
+    "name": st.text(max_size=10), "namespace": st.text(max_size=10),
+    "resourceVersion": st.text(max_size=5), "generation": st.integers(0, 2**40),
+    "creationTimestamp": st.none() | st.text(max_size=5),
+    "labels": st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=70)),
+    "annotations": st.dictionaries(st.text(max_size=5), json_scalars, max_size=2),
+    "ownerReferences": json_values, "finalizers": json_values, "managedFields": json_values,
+    "other": json_values,
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=st.fixed_dictionaries({}, optional={
+    "kind": st.text(max_size=70), "apiVersion": json_scalars, "metadata": meta_values,
+    "spec": json_values, "status": json_values, "data": json_values}))
+def test_any_object_decodes_to_what_orjson_gives(obj: dict[str, Any]) -> None:
+    decoder = EventDecoder()
+    result = decoder(line(obj))
+    assert result["type"] == "MODIFIED"
+    assert result["object"] == obj
+    assert orjson.loads(orjson.dumps(result["object"])) == obj
