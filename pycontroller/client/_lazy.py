@@ -114,6 +114,7 @@ class _ShapedEvent(msgspec.Struct):
 
 
 _SHAPED_EVENT_DECODER: Final = msgspec.json.Decoder(_ShapedEvent)
+_SHAPED_ITEMS_DECODER: Final = msgspec.json.Decoder(list[_Shaped])
 _EVENT_DECODER: Final = msgspec.json.Decoder(_Event)
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS_DECODER: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
@@ -445,6 +446,13 @@ def loads_event(line: bytes) -> Any:
     return {"type": event.type, "object": LazyObject.from_raw(event.object)}
 
 
+def _list_items(raw: msgspec.Raw) -> list[LazyObject]:
+    try:  # one pass when every item has the common shape
+        return [LazyObject._from_shaped(item) for item in _SHAPED_ITEMS_DECODER.decode(raw)]
+    except msgspec.ValidationError:
+        return [LazyObject.from_raw(item) for item in _ITEMS_DECODER.decode(raw)]
+
+
 def loads_list(data: bytes) -> Any:
     """Decode a LIST response: its ``items`` as ``LazyObject``s, the rest as usual.
 
@@ -454,8 +462,7 @@ def loads_list(data: bytes) -> Any:
     try:
         fields = _FIELDS_DECODER.decode(data)
         raw_items = fields.get("items")
-        items = None if raw_items is None else [
-            LazyObject.from_raw(item) for item in _ITEMS_DECODER.decode(raw_items)]
+        items = None if raw_items is None else _list_items(raw_items)
     except msgspec.MsgspecError:
         return orjson.loads(data)
     page = {key: orjson.loads(bytes(value)) for key, value in fields.items() if key != "items"}

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pycontroller.cache._shared_informer import strip_managed_fields
-from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event
+from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
 
 sys.path.insert(0, str(Path(__file__).parents[3] / "bench"))  # the benchmark's pods
 
@@ -112,3 +112,13 @@ def test_any_object_decodes_to_what_orjson_gives(obj: dict[str, Any]) -> None:
     assert result["type"] == "MODIFIED"
     assert result["object"] == obj
     assert orjson.loads(orjson.dumps(result["object"])) == obj
+
+
+def test_list_pages_of_common_and_other_shapes_decode_alike() -> None:
+    other = {"metadata": {"name": "c"}, "data": {"k": "v"}}
+    for items in ([POD, POD], [POD, other], []):
+        page = {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"},
+                "items": items}
+        decoded = loads_list(orjson.dumps(page))
+        assert decoded == page
+        assert all(isinstance(item, LazyObject) for item in decoded["items"])
