@@ -100,7 +100,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
             ):
                 return
             self._queue_action_locked(DeltaType.DELETED, obj, key)
-            self._cond.notify_all()
+            self._wake_locked()
 
     def replace(self, objects: Iterable[_T], resource_version: str) -> None:
         """Queue a (re)list result and tombstones for vanished objects, atomically.
@@ -139,7 +139,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
             if not self._populated:
                 self._populated = True
                 self._initial_population_count = len(listed) + queued_deletions
-            self._cond.notify_all()
+            self._wake_locked()
         for key in missing:
             _log.warning("fifo_known_object_missing", key=key, fifo="delta_fifo")
 
@@ -157,7 +157,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
                     missing.append(key)
                     continue
                 self._queue_action_locked(DeltaType.RESYNC, obj, key)
-            self._cond.notify_all()
+            self._wake_locked()
         for key in missing:
             _log.warning("fifo_known_object_missing", key=key, fifo="delta_fifo")
 
@@ -173,7 +173,7 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
         with self._cond:
             self._populated = True
             self._queue_action_locked(delta_type, obj, key)
-            self._cond.notify_all()
+            self._wake_locked()
 
     def _queue_action_locked(
         self, delta_type: DeltaType, obj: _T | DeletedFinalStateUnknown[_T], key: ObjectKey

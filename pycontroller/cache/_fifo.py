@@ -191,6 +191,7 @@ class _FIFOBase(Generic[_T]):
         # invariant: _in_flight non-empty ⇒ _processing_thread is not None
         self._in_flight: dict[ObjectKey, Delta[_T]] = {}
         self._processing_thread: int | None = None  # guarded by _cond
+        self._waiting = 0  # guarded by _cond; poppers blocked in wait()
 
     # ---- subclass hooks (called with _cond held) ------------------------------------------
 
@@ -224,7 +225,11 @@ class _FIFOBase(Generic[_T]):
             while self._processing_thread is not None or not self._has_entries_locked():
                 if self._closed and not self._has_entries_locked():
                     raise ShutDownError("FIFO is closed")
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
             deltas, in_flight = self._take_locked()
             is_in_initial_list = not self._has_synced_locked()
             self._in_flight = in_flight
@@ -237,8 +242,13 @@ class _FIFOBase(Generic[_T]):
                 self._processing_thread = None
                 if self._initial_population_count > 0:
                     self._initial_population_count -= 1
-                self._cond.notify_all()
+                self._wake_locked()
         return deltas
+
+    def _wake_locked(self) -> None:
+        """Wake blocked poppers, if any (a notify nobody waits for still costs a call)."""
+        if self._waiting:
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Close the FIFO and wake every blocked ``pop``; idempotent.

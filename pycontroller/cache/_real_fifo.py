@@ -139,7 +139,7 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
                     deltas.append(Delta(DeltaType.RESYNC, obj))
             if deltas:
                 self._queue.append((tuple(keys), tuple(deltas)))
-                self._cond.notify_all()
+                self._wake_locked()
 
     def __len__(self) -> int:
         """Return the number of queued entries (pending pops)."""
@@ -153,7 +153,7 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
         with self._cond:
             self._populated = True
             self._queue.append(((key,), (Delta(delta_type, obj),)))
-            self._cond.notify_all()
+            self._wake_locked()
 
     def _tombstones_locked(
         self, listed: set[ObjectKey],
@@ -185,14 +185,14 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
             self._populated = True
             in_flight = 1 if self._processing_thread is not None else 0
             self._initial_population_count = len(self._queue) + in_flight
-        self._cond.notify_all()
+        self._wake_locked()
 
     def _queue_relisted(self, batch: dict[ObjectKey, _T]) -> None:
         """Queue one entry of ``REPLACED`` deltas (a streamed relist's batch)."""
         entry = (tuple(batch), tuple(Delta(DeltaType.REPLACED, obj) for obj in batch.values()))
         with self._cond:
             self._queue.append(entry)
-            self._cond.notify_all()
+            self._wake_locked()
 
     def _finish_relist(self, listed: set[ObjectKey]) -> None:
         with self._cond:

@@ -248,7 +248,8 @@ class ThreadSafeStore(Generic[_T]):
                 self._items[key] = obj
                 self._indices.set_values(key, values)
                 self._index_errors += len(failed)
-            _report(failed)
+            if failed:
+                _report(failed)
             return old
 
 
