@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, NewType, TypeVar, final
+from typing import Any, Final, Generic, NewType, TypeVar, final
+
+from pycontroller.client._lazy import LazyObject
 
 __all__ = [
     "DeletedFinalStateUnknown",
@@ -60,6 +62,11 @@ class DeletedFinalStateUnknown(Generic[_T_co]):
         return (type(self), (self.key, self.obj))  # copy/pickle despite frozen hand-made slots
 
 
+# Exactly these types hold every scalar of ``metadata`` decoded in the dict itself (a
+# LazyObject keeps only objects and arrays raw), so ``dict.get`` reads them as they are.
+_DICTS: Final = frozenset({dict, LazyObject})
+
+
 def meta_namespace_key(obj: Mapping[str, Any] | DeletedFinalStateUnknown[Any]) -> ObjectKey:
     """Return the store key of ``obj``: ``namespace/name``, or ``name`` when cluster-scoped.
 
@@ -78,6 +85,12 @@ def meta_namespace_key(obj: Mapping[str, Any] | DeletedFinalStateUnknown[Any]) -
         ValueError: ``obj`` has no ``metadata``, no non-empty string ``metadata.name``, or a
             non-string ``metadata.namespace``.
     """
+    if type(obj) in _DICTS:  # the hot path: decoded JSON, read without Python-level calls
+        meta = dict.get(obj, "metadata")  # type: ignore[call-overload]
+        if type(meta) in _DICTS:
+            name, namespace = dict.get(meta, "name"), dict.get(meta, "namespace")
+            if type(name) is str and name and (namespace is None or type(namespace) is str):
+                return ObjectKey(f"{namespace}/{name}" if namespace else name)
     if isinstance(obj, DeletedFinalStateUnknown):
         return obj.key
     if not isinstance(obj, Mapping):
