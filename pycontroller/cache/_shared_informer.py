@@ -260,10 +260,19 @@ class SharedIndexInformer:
         self._thread = thread
         thread.start()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for a ``start``-ed informer to finish after it was stopped."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a ``start``-ed informer to finish after its stop event was set.
+
+        Returns False if it still runs (``timeout`` passed first), True otherwise (also when
+        it was never started). Once it has finished, so have the threads it started (the
+        reflector, its stop watcher, handlers that return within 5 s), except a LIST or watch
+        request abandoned in flight, which ends at its own timeout.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def _halt(self) -> None:
         """Stop this informer without touching its caller's stop event (factory shutdown)."""
@@ -283,8 +292,9 @@ class SharedIndexInformer:
                 listener.start()
         # Ends with the caller's stop, or within half a second of a halt (factory shutdown,
         # failure) so no thread outlives the informer for long.
-        threading.Thread(target=self._halt_on, args=(stop,), daemon=True,
-                         name=f"pycontroller-informer-stop-{self.name}").start()
+        halter = threading.Thread(target=self._halt_on, args=(stop,), daemon=True,
+                                  name=f"pycontroller-informer-stop-{self.name}")
+        halter.start()
         reflector_thread: threading.Thread | None = None
         try:
             reflector = Reflector(
@@ -315,6 +325,8 @@ class SharedIndexInformer:
             for listener in listeners:
                 listener.join(5.0)
             self._detector.check()  # what handlers did in the last period
+            if stop.is_set():  # it has returned or is returning: join() then means all done
+                halter.join()
             self._log.info("informer_stopped", failed=self.failure is not None)
         failure = self.failure
         if failure is not None and self._on_failure is not None:

@@ -59,6 +59,7 @@ def pod(name: str, ns: str = "default") -> dict[str, Any]:
 
 
 Runner = Callable[..., tuple[Reflector, RecordingStore]]
+PATIENCE = 20.0  # real seconds to wait for a condition: generous for a loaded CI machine
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def run_reflector(lw: FakeListerWatcher) -> Iterator[Runner]:
     stop.set()
     lw.close_watches()
     for thread in threads:
-        thread.join(5)
+        thread.join(PATIENCE)
         assert not thread.is_alive()
 
 
@@ -370,14 +371,23 @@ def test_watch_list_without_end_bookmark_falls_back_within_deadline(
     lw.watch_list = False  # accepted, but the bookmark never comes (pitfall §9)
     lw.upsert(pod("a"))
     _, store = run_reflector(watch_list_deadline=0.3)
-    wait_for(lambda: store.count("replace") == 1, timeout=5)
+    # Each stage waits on its condition for up to PATIENCE (a loaded CI machine can be
+    # seconds late), which is still less than the default 30 s WatchList deadline: a
+    # reflector that ignored watch_list_deadline would not fall back in time.
+    wait_for(lambda: store.count("replace") >= 1, timeout=PATIENCE, message="the LIST")
+    assert lw.streams[0].inactivity_timeout == 0.3, "the deadline bounds each silent read"
     assert lists(lw), "fell back to LIST"
+    assert store.count("replace") == 1
     # Issue 8 item 11: one timeout does not switch WatchList off for good (this test used
     # to pin that it did): the next relist (a malformed line forces one) tries it again.
-    assert lw.wait_for_watches(2)
+    assert lw.wait_for_watches(2, timeout=PATIENCE)  # the WatchList, then the plain watch
     lw.emit(WatchDecodeError("garbage"))
-    wait_for(lambda: sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2,
-             timeout=5)
+
+    def watch_lists() -> int:
+        return sum(1 for c in lw.calls if c.options.get("send_initial_events"))
+
+    wait_for(lambda: watch_lists() >= 2, timeout=PATIENCE, message="a second WatchList")
+    assert watch_lists() == 2
 
 
 # -- issue 8: stopping promptly in every state, WatchList progress and failures ----------

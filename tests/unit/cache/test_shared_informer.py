@@ -17,6 +17,8 @@ from pycontroller.errors import ShutDownError
 from pycontroller.testing import FakeClock
 from pycontroller.testing._fake_lister_watcher import FakeListerWatcher
 
+PATIENCE = 20.0  # real seconds to wait for a condition: generous for a loaded CI machine
+
 
 def pod(name: str, **extra: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", **extra}}
@@ -327,7 +329,12 @@ def test_managed_fields_are_dropped_by_default(lw: FakeListerWatcher,
     cached = informer.lister.get("a", namespace="ns")
     assert cached is not None and "managedFields" not in cached["metadata"]
     stop.set()
-    informer.join(5)
+    # Its threads must be gone before the test ends (the suite's leak check): join() covers
+    # them all once stop is set; it used to leave the stop watcher running, and a join that
+    # timed out went unnoticed.
+    assert informer.join(PATIENCE), "the informer did not stop"
+    assert not [t.name for t in threading.enumerate() if t.name.endswith(f"-{informer.name}")
+                and not t.name.startswith("pycontroller-reflector-call-")]  # (see join)
 
 
 @pytest.mark.allow_cache_mutation

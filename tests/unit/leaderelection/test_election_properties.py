@@ -12,20 +12,31 @@ reach it, or reach it and lose their response, and whose candidates are cut off 
 during random windows. Leadership is recorded at the exact points where the elector flips
 its state: ``leader_acquired`` (logged right after it starts leading) and
 ``on_stopped_leading`` (called right after it stopped).
+
+The harness never looks at other threads' frames (``sys._current_frames()``): on CPython
+3.11 that call can deadlock the whole process against a thread that is starting or ending
+(it holds the runtime's thread-list lock across a garbage collection whose finalizers may
+release the GIL; CPython gh-106883), which is how this test once hung CI with an elector
+stuck in ``Thread.start()``. Threads report what they wait for instead (``Simulation.wait``,
+``sleep``, and ``Thread.join`` while a simulation runs), and a faulthandler watchdog ends
+the process with every thread's stack should a simulation ever stop making progress.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import itertools
 import math
+import os
 import random
-import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import pytest
 import structlog
@@ -44,6 +55,8 @@ _TICK = 1e-9  # the smallest step of simulated time: every wait ends strictly la
 _ELECTOR = "pycontroller-leader-elector-"
 _RUN = "pycontroller-sim-run-"
 _SIMULATIONS = itertools.count()
+_BUDGET = 120.0  # real seconds a simulation may take before it fails with a dump
+_WATCHDOG = _BUDGET + 180.0  # real seconds after which the process dies with every stack
 
 
 @dataclasses.dataclass
@@ -63,6 +76,7 @@ class Simulation:
         self._now = 0.0  # guarded by _lock
         self._epoch = 0  # guarded by _lock
         self._waiters: dict[int, _Waiter] = {}  # guarded by _lock; thread ident -> wait
+        self._joins: dict[int, threading.Thread] = {}  # guarded by _lock; ident -> joined
         self._closed = False  # guarded by _lock
 
     def now(self) -> float:
@@ -105,7 +119,10 @@ class Simulation:
         return stop is not None and stop.is_set()
 
     def run_until(self, end: float, *, budget: float) -> int:
-        """Advance time, event by event, up to ``end``; return the number of steps."""
+        """Advance time, event by event, up to ``end``; return the number of steps.
+
+        Fails (with every thread's stack) when ``budget`` real seconds pass first.
+        """
         give_up = time.monotonic() + budget
         steps = 0
         while True:
@@ -114,6 +131,8 @@ class Simulation:
                     assert time.monotonic() < give_up, \
                         f"simulation stuck at {self._now}: {self._describe_locked()}"
                     self._lock.wait(0.002)
+                assert time.monotonic() < give_up, \
+                    f"simulation too slow at {self._now}: {self._describe_locked()}"
                 deadlines = [w.deadline for w in self._waiters.values()
                              if w.deadline is not None]
                 assert deadlines, f"no thread waits for a time: {self._describe_locked()}"
@@ -128,6 +147,20 @@ class Simulation:
                 with cond:
                     cond.notify_all()
             steps += 1
+
+    @contextmanager
+    def joining(self, thread: threading.Thread) -> Iterator[None]:
+        """Mark the calling thread as blocked in ``thread.join()`` while inside."""
+        me = threading.get_ident()
+        with self._lock:
+            self._joins[me] = thread
+            self._lock.notify_all()
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._joins[me]
+                self._lock.notify_all()
 
     def close(self) -> None:
         """Release every waiter for good (time stops mattering)."""
@@ -147,28 +180,43 @@ class Simulation:
         return tuple(t for t in threading.enumerate() if t.name == api and t.is_alive())
 
     def _describe_locked(self) -> str:
+        """What each thread of this simulation waits for, then every thread's stack.
+
+        faulthandler writes the stacks without taking the interpreter's locks (unlike
+        ``sys._current_frames()``), so this is safe while threads start and end.
+        """
+        run, api = f"{_RUN}{self.tag}-", f"{_ELECTOR}{self.tag}-"
         out = []
-        frames = sys._current_frames()
         for thread in threading.enumerate():
-            if thread.name.startswith((_RUN, _ELECTOR)):
-                frame, where = frames.get(thread.ident or 0), list[str]()
-                while frame is not None and len(where) < 6:
-                    where.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-                    frame = frame.f_back
-                out.append(f"{thread.name} {self._waiters.get(thread.ident or 0)} {where}")
-        return f"epoch {self._epoch}; " + "; ".join(out)
+            if thread.name.startswith((run, api)):
+                ident = thread.ident or 0
+                joined = self._joins.get(ident)
+                out.append(f"{thread.name} alive={thread.is_alive()} "
+                           f"waits={self._waiters.get(ident)} "
+                           f"joins={joined.name if joined is not None else None}")
+        with tempfile.TemporaryFile("w+") as dump:
+            faulthandler.dump_traceback(dump, all_threads=True)
+            dump.seek(0)
+            stacks = dump.read()
+        return f"epoch {self._epoch}; " + "; ".join(out) + "\n" + stacks
 
     def _settled_locked(self) -> bool:
-        """Every elector and request thread waits, and has acted on the current time."""
+        """Every elector and request thread waits, and has acted on the current time.
+
+        Judged only from what the threads reported (``wait``, ``sleep``, ``joining``),
+        never from their frames. A thread that is starting (not yet alive) is started by
+        a thread that is not waiting, so it is never overlooked.
+        """
         run, api = f"{_RUN}{self.tag}-", f"{_ELECTOR}{self.tag}-"
         for thread in threading.enumerate():
             name = thread.name
             if not thread.is_alive() or not (
                     name.startswith(run) or (name.startswith(api) and name.endswith("-api"))):
                 continue
-            waiter = self._waiters.get(thread.ident or 0)
+            ident = thread.ident or 0
+            waiter = self._waiters.get(ident)
             if waiter is None:
-                joined = _joining(thread) if name.startswith(_RUN) else None
+                joined = self._joins.get(ident) if name.startswith(run) else None
                 if joined is not None and joined.name.startswith(api) and \
                         joined.name.endswith("-api") and joined.is_alive():
                     continue  # after stepping down: waits for a request (it waits itself)
@@ -178,18 +226,38 @@ class Simulation:
         return True
 
 
-def _joining(thread: threading.Thread) -> threading.Thread | None:
-    """The thread that ``thread`` is blocked joining, if it is in ``Thread.join``."""
-    frame = sys._current_frames().get(thread.ident or 0)
-    for _ in range(4):
-        if frame is None:
-            return None
-        if frame.f_code.co_filename == threading.__file__ and \
-                frame.f_code.co_name in ("join", "_wait_for_tstate_lock"):
-            joined = frame.f_locals.get("self")
-            return joined if isinstance(joined, threading.Thread) else None
-        frame = frame.f_back
-    return None
+_REAL_JOIN = threading.Thread.join
+
+
+@contextmanager
+def reported_joins(sim: Simulation) -> Iterator[None]:
+    """While inside, a thread of ``sim`` that joins another reports it to ``sim``."""
+    run = f"{_RUN}{sim.tag}-"
+
+    def join(thread: threading.Thread, timeout: float | None = None) -> None:
+        if not threading.current_thread().name.startswith(run):
+            _REAL_JOIN(thread, timeout)
+            return
+        with sim.joining(thread):
+            _REAL_JOIN(thread, timeout)
+
+    with mock.patch.object(threading.Thread, "join", join):
+        yield
+
+
+@contextmanager
+def watchdog(seconds: float, dump_fd: int) -> Iterator[None]:
+    """Kill the process, writing every thread's stack to ``dump_fd``, if the body outlives
+    ``seconds``.
+
+    A C-level deadlock (all threads blocked, the GIL held) stops pytest-timeout's signal
+    handler from ever running; faulthandler's watchdog thread needs no GIL.
+    """
+    faulthandler.dump_traceback_later(seconds, exit=True, file=dump_fd)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,10 +419,22 @@ class Scenario:
 Log = list[tuple[float, str, str]]  # (simulated time, identity, "start" | "stop"), in order
 
 
-def simulate(scenario: Scenario) -> tuple[Log, list[tuple[str, float, float]], int]:
+@pytest.fixture
+def dump_fd(capsys: pytest.CaptureFixture[str]) -> Iterator[int]:
+    """The real stderr (not pytest's capture, lost when a watchdog ends the process)."""
+    with capsys.disabled():
+        fd = os.dup(2)
+    yield fd
+    os.close(fd)
+
+
+def simulate(scenario: Scenario, dump_fd: int) -> tuple[Log, list[tuple[str, float, float]],
+                                                        int]:
     """Run the scenario; return the leadership log, every tenure and the steps taken.
 
-    Checks on the way that every tenure ended by its leader's renew deadline.
+    Checks on the way that every tenure ended by its leader's renew deadline. Fails with a
+    dump after ``_BUDGET`` real seconds; the process dies with one (on ``dump_fd``) when
+    even that cannot happen.
     """
     sim = Simulation()
     server = Server(sim, scenario.faults, scenario.seed)
@@ -380,11 +460,11 @@ def simulate(scenario: Scenario) -> tuple[Log, list[tuple[str, float, float]], i
                 elector.run(stop)
 
         threads.append(threading.Thread(target=stand, name=f"{_RUN}{sim.tag}-{identity}"))
-    with leadership_log(sim, log, guard):
+    with watchdog(_WATCHDOG, dump_fd), reported_joins(sim), leadership_log(sim, log, guard):
         for thread in threads:
             thread.start()
         try:
-            steps = sim.run_until(scenario.duration, budget=120)
+            steps = sim.run_until(scenario.duration, budget=_BUDGET)
         finally:
             stop.set()
             sim.close()
@@ -461,7 +541,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(config, rates, faults, draw(st.integers(0, 2**32)))
 
 
-def test_two_electors_never_lead_at_the_same_instant(request: pytest.FixtureRequest) -> None:
+def test_two_electors_never_lead_at_the_same_instant(request: pytest.FixtureRequest,
+                                                    dump_fd: int) -> None:
     """``--election-examples N`` (default 25 in the suite; 100 were run for issue 8)."""
     examples: int = request.config.getoption("--election-examples")
 
@@ -469,7 +550,7 @@ def test_two_electors_never_lead_at_the_same_instant(request: pytest.FixtureRequ
               suppress_health_check=[HealthCheck.too_slow])
     @given(scenarios())
     def check(scenario: Scenario) -> None:
-        log, _, _ = simulate(scenario)
+        log, _, _ = simulate(scenario, dump_fd)
         assert_never_two_leaders(log)
 
     check()
@@ -484,9 +565,9 @@ def _cut_leader(config: LeaderElectionConfig, rates: tuple[float, ...]) -> Scena
     return Scenario(config, rates, Faults(0, 0, 0, 0, cut), seed=1)
 
 
-def test_a_cut_off_leader_is_replaced_without_overlap() -> None:
+def test_a_cut_off_leader_is_replaced_without_overlap(dump_fd: int) -> None:
     config = LeaderElectionConfig(lease_duration=13, renew_deadline=10, retry_period=3)
-    log, found, steps = simulate(_cut_leader(config, rates=(1.0, 1.2)))
+    log, found, steps = simulate(_cut_leader(config, rates=(1.0, 1.2)), dump_fd)
     assert [who for who, _, _ in found][:2] == ["c0", "c1"], found
     assert_never_two_leaders(log)
     (_, _, c0_stop), (_, c1_start, _) = found[:2]
@@ -495,13 +576,13 @@ def test_a_cut_off_leader_is_replaced_without_overlap() -> None:
     assert steps > 10
 
 
-def test_the_simulation_finds_overlap_in_an_unsafe_config() -> None:
+def test_the_simulation_finds_overlap_in_an_unsafe_config(dump_fd: int) -> None:
     # 11 / 10 / x used to pass validation (issue 8): with a candidate clock 20 % fast,
     # the candidate waits 11 / 1.2 = 9.2 s while the leader leads for 10 s. (A short retry
     # period makes the candidate try often enough to land inside that window every time.)
     config = LeaderElectionConfig(lease_duration=13, renew_deadline=10, retry_period=0.1)
     object.__setattr__(config, "lease_duration", 11.0)  # bypass validation on purpose
-    log, found, _ = simulate(_cut_leader(config, rates=(1.0, 1.2)))
+    log, found, _ = simulate(_cut_leader(config, rates=(1.0, 1.2)), dump_fd)
     try:
         assert_never_two_leaders(log)
     except AssertionError as exc:
