@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from stream_helpers import GatedStream, expire_continuations
 
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._wait import wait_for
@@ -228,17 +229,7 @@ def test_expired_continuation_does_one_unpaginated_list(
     for i in range(3):
         lw.upsert(pod(f"p{i}"))
     lw.page_size_cap = 2
-
-    original = lw.list
-
-    def flaky(**kw: Any) -> dict[str, Any]:
-        if kw["continue_token"]:
-            lw.page_size_cap = None
-            original(**kw)  # record the call
-            raise ResourceExpiredError(410, "Expired", "continue expired")
-        return original(**kw)
-
-    lw.list = flaky  # type: ignore[method-assign]
+    expire_continuations(lw)
     _, store = run_reflector(use_watch_list=False)
     assert lw.wait_for_watches(1)
     third = lists(lw)[2]
@@ -717,16 +708,7 @@ def test_list_pages_stream_page_by_page_and_restart_on_expired_continuation(
     for i in range(3):
         lw.upsert(pod(f"p{i}"))
     lw.page_size_cap = 2
-    original = lw.list
-
-    def flaky(**kw: Any) -> dict[str, Any]:
-        if kw["continue_token"]:
-            lw.page_size_cap = None
-            original(**kw)
-            raise ResourceExpiredError(410, "Expired", "continue expired")
-        return original(**kw)
-
-    lw.list = flaky  # type: ignore[method-assign]
+    expire_continuations(lw)
     store, stop, thread = run_streaming(lw, use_watch_list=False)
     try:
         assert lw.wait_for_watches(1)
@@ -735,19 +717,3 @@ def test_list_pages_stream_page_by_page_and_restart_on_expired_continuation(
                                       ("add", "p2"), ("finish", "103")]
     finally:
         _stop_latency(stop, thread)
-
-
-class GatedStream:
-    """Delivers ``after`` events of ``inner``, then waits for ``gate`` before the rest."""
-
-    def __init__(self, inner: Any, *, after: int, gate: threading.Event) -> None:
-        self._inner, self._after, self._gate = inner, after, gate
-
-    def __iter__(self) -> Iterator[WatchEvent]:
-        for i, event in enumerate(self._inner):
-            if i == self._after:
-                assert self._gate.wait(10)
-            yield event
-
-    def close(self) -> None:
-        self._inner.close()

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from stream_helpers import GatedStream
 
 from pycontroller._util._backoff import Backoff
 from pycontroller._util._wait import wait_for
@@ -464,19 +465,3 @@ def test_relist_streams_into_the_cache_and_deletes_vanished_objects_last(
     assert sorted(o["metadata"]["name"] for o in informer.lister.list()) == ["a", "b"]
     stop.set()
     informer.join(5)
-
-
-class GatedStream:
-    """Delivers ``after`` events of ``inner``, then waits for ``gate`` before the rest."""
-
-    def __init__(self, inner: Any, *, after: int, gate: threading.Event) -> None:
-        self._inner, self._after, self._gate = inner, after, gate
-
-    def __iter__(self) -> Iterator[Any]:
-        for i, event in enumerate(self._inner):
-            if i == self._after:
-                assert self._gate.wait(10)
-            yield event
-
-    def close(self) -> None:
-        self._inner.close()
