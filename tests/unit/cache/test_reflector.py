@@ -476,18 +476,7 @@ def test_malformed_line_during_watch_list_closes_it_and_falls_back_to_list(
 ) -> None:
     lw.watch_list = True
     lw.upsert(pod("a"))
-    real_watch = lw.watch
-    broken = [True]
-
-    def watch(**kw: Any) -> Any:
-        stream = real_watch(**kw)
-        if kw["send_initial_events"] and broken[0]:
-            broken[0] = False
-            bad = FakeStreamWithError(stream, WatchDecodeError("malformed watch line: b'{'"))
-            return bad
-        return stream
-
-    lw.watch = watch  # type: ignore[method-assign]
+    break_first_watch_list(lw, WatchDecodeError("malformed watch line: b'{'"))
     _, store = run_reflector(watch_list_deadline=60.0)
     wait_for(lambda: store.count("replace") == 1, timeout=5)
     assert lists(lw), "fell back to LIST"
@@ -496,6 +485,21 @@ def test_malformed_line_during_watch_list_closes_it_and_falls_back_to_list(
     lw.emit(WatchDecodeError("garbage"))  # → relist: WatchList is tried again and works
     wait_for(lambda: store.count("replace") == 2, timeout=5)
     assert sum(1 for c in lw.calls if c.options.get("send_initial_events")) == 2
+
+
+def break_first_watch_list(lw: FakeListerWatcher, error: Exception) -> None:
+    """The first WatchList stream ``lw`` opens ends with ``error`` after its events."""
+    real_watch = lw.watch
+    broken = [True]
+
+    def watch(**kw: Any) -> Any:
+        stream = real_watch(**kw)
+        if kw["send_initial_events"] and broken[0]:
+            broken[0] = False
+            return FakeStreamWithError(stream, error)
+        return stream
+
+    lw.watch = watch  # type: ignore[method-assign]
 
 
 class FakeStreamWithError:
@@ -678,17 +682,7 @@ def test_broken_watch_list_leaves_its_objects_unfinished_and_the_list_completes_
     lw.watch_list = True
     lw.upsert(pod("a"))
     lw.upsert(pod("b"))
-    real_watch = lw.watch
-    broken = [True]
-
-    def watch(**kw: Any) -> Any:
-        stream = real_watch(**kw)
-        if kw["send_initial_events"] and broken[0]:
-            broken[0] = False
-            return FakeStreamWithError(stream, TransportError("connection reset"))
-        return stream
-
-    lw.watch = watch  # type: ignore[method-assign]
+    break_first_watch_list(lw, TransportError("connection reset"))
     store, stop, thread = run_streaming(lw, watch_list_deadline=60.0)
     try:
         wait_for(lambda: ("finish", "102") in store.relist_ops(), timeout=5)
