@@ -20,7 +20,7 @@ A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items`
 ``copy.deepcopy``, pickling) sees decoded values; ``orjson.dumps`` writes the stored JSON
 as is. The first read of a lazy key decodes it and keeps the result (later reads return
 the same object). Scalar top-level values (``kind``, ``apiVersion``) are decoded eagerly
-and interned.
+and shared (one copy per distinct short string).
 
 Thread-safety: reads from any number of threads are safe (decoding a key happens once,
 under a module lock). Writes follow ``dict`` rules (cached objects are never written).
@@ -29,12 +29,13 @@ under a module lock). Writes follow ``dict`` rules (cached objects are never wri
 from __future__ import annotations
 
 import copy
-import sys
 import threading
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any, Final
 
 import msgspec
+import msgspec.structs
 import orjson
 from msgspec import UNSET, UnsetType
 
@@ -45,7 +46,7 @@ _OBJECT: Final = ord("{")
 _OPENERS: Final = frozenset({_OBJECT, ord("[")})  # first byte of an object or array
 
 _INTERN_MAX: Final = 64
-# metadata values shared by many objects (label and annotation values are interned too).
+# metadata values shared by many objects (label and annotation values are shared too).
 _INTERN_FIELDS: Final = frozenset({"namespace", "generateName"})
 # metadata objects decoded at once: read by selectors, index functions and most handlers.
 _EAGER_META: Final = frozenset({"labels", "annotations"})
@@ -92,8 +93,6 @@ class _Meta(msgspec.Struct, forbid_unknown_fields=True):
     managedFields: msgspec.Raw | UnsetType = UNSET
 
 
-_META_FIELDS: Final = _Meta.__struct_fields__
-_META_RAW: Final = frozenset({"ownerReferences", "finalizers", "managedFields"})
 _META_DECODER: Final = msgspec.json.Decoder(_Meta)
 
 
@@ -114,6 +113,40 @@ class _ShapedEvent(msgspec.Struct):
 
 
 _SHAPED_EVENT_DECODER: Final = msgspec.json.Decoder(_ShapedEvent)
+_shaped_fields: Final = attrgetter(*_Shaped.__struct_fields__)
+_asdict: Final = msgspec.structs.asdict
+_ALL_META_FIELDS: Final = _Meta.__struct_fields__
+_META_RAW_FIELDS: Final = ("ownerReferences", "finalizers", "managedFields")
+_EAGER_META_FIELDS: Final = ("labels", "annotations")
+_SPEC: Final = _shared(("spec",))
+_STATUS: Final = _shared(("status",))
+_SPEC_STATUS: Final = _shared(("spec", "status"))
+
+
+_STRINGS: dict[str, str] = {}  # one copy of each short repeated string; see _shared_str
+_STRINGS_MAX: Final = 1 << 16
+_share: Final = _STRINGS.setdefault
+
+
+def _shared_str(value: str) -> str:
+    """One copy of ``value`` if it is short (names, namespaces, label values repeat across
+    objects). A bounded table, emptied when full, rather than ``sys.intern``: interned
+    strings are immortal on CPython 3.12.0-3.12.4 (gh-113993), so a long-running controller
+    would keep every label value it ever saw."""
+    if len(value) > _INTERN_MAX:
+        return value
+    if len(_STRINGS) >= _STRINGS_MAX:
+        _STRINGS.clear()
+    return _share(value, value)
+
+
+def _scalar(data: bytes) -> Any:
+    """A JSON value that is no object or array, decoded (short strings shared)."""
+    value = orjson.loads(data)
+    if isinstance(value, str):
+        return _shared_str(value)
+    return value
+
 _SHAPED_ITEMS_DECODER: Final = msgspec.json.Decoder(list[_Shaped])
 _EVENT_DECODER: Final = msgspec.json.Decoder(_Event)
 _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -156,8 +189,8 @@ class LazyObject(dict[str, Any]):
                 dict.__setitem__(obj, key, orjson.Fragment(bytes(view)))
             else:
                 decoded = orjson.loads(view)
-                if isinstance(decoded, str) and len(decoded) <= _INTERN_MAX:
-                    decoded = sys.intern(decoded)
+                if isinstance(decoded, str):
+                    decoded = _shared_str(decoded)
                 dict.__setitem__(obj, key, decoded)
         if lazy:
             obj._lazy = _shared(tuple(lazy))
@@ -177,29 +210,30 @@ class LazyObject(dict[str, Any]):
     def _from_shaped(cls, shaped: _Shaped) -> LazyObject:
         """Build from an object msgspec decoded as :class:`_Shaped` (as :meth:`from_raw`)."""
         obj = cls._new()
-        lazy: list[str] = []
         setitem = dict.__setitem__
-        for key in ("kind", "apiVersion"):
-            value = getattr(shaped, key)
-            if value is not UNSET:
-                setitem(obj, key, sys.intern(value) if len(value) <= _INTERN_MAX else value)
-        if shaped.metadata is not UNSET:
-            setitem(obj, "metadata", cls._meta_from(shaped.metadata))
-        for key in ("spec", "status"):
-            raw = getattr(shaped, key)
-            if raw is UNSET:
-                continue
-            view = memoryview(raw)
-            if view and view[0] in _OPENERS:
-                lazy.append(key)
-                setitem(obj, key, orjson.Fragment(bytes(view)))
+        kind, api_version, metadata, spec, status = _shaped_fields(shaped)
+        if kind is not UNSET:
+            setitem(obj, "kind", _shared_str(kind))
+        if api_version is not UNSET:
+            setitem(obj, "apiVersion", _shared_str(api_version))
+        if metadata is not UNSET:
+            setitem(obj, "metadata", cls._meta_from(metadata))
+        lazy = None
+        if spec is not UNSET:
+            data = bytes(spec)  # the one copy out of the line
+            if data and data[0] in _OPENERS:  # (almost always)
+                lazy = _SPEC
+                setitem(obj, "spec", orjson.Fragment(data))
             else:
-                value = orjson.loads(view)
-                if isinstance(value, str) and len(value) <= _INTERN_MAX:
-                    value = sys.intern(value)
-                setitem(obj, key, value)
-        if lazy:
-            obj._lazy = _shared(tuple(lazy))
+                setitem(obj, "spec", _scalar(data))
+        if status is not UNSET:
+            data = bytes(status)
+            if data and data[0] in _OPENERS:
+                lazy = _SPEC_STATUS if lazy is _SPEC else _STATUS
+                setitem(obj, "status", orjson.Fragment(data))
+            else:
+                setitem(obj, "status", _scalar(data))
+        obj._lazy = lazy
         return obj
 
     @classmethod
@@ -211,38 +245,43 @@ class LazyObject(dict[str, Any]):
     @classmethod
     def _meta_from(cls, known: _Meta) -> LazyObject:
         meta = cls._new()
-        lazy: list[str] = []
-        intern = sys.intern
-        for key in _META_FIELDS:
-            decoded = getattr(known, key)
-            if decoded is UNSET:
+        # All fields in one C call; the ones the object did not have are UNSET.
+        fields = _asdict(known)
+        for key in _ALL_META_FIELDS:
+            if fields[key] is UNSET:
+                del fields[key]
+        lazy: tuple[str, ...] = ()
+        for key in _META_RAW_FIELDS:  # ownerReferences, finalizers, managedFields
+            raw = fields.get(key)
+            if raw is None:
                 continue
-            if key in _META_RAW:
-                view = memoryview(decoded)
-                if view and view[0] in _OPENERS:
-                    lazy.append(key)
-                    decoded = orjson.Fragment(bytes(view))
-                else:
-                    decoded = orjson.loads(view)
-            elif key in _INTERN_FIELDS:
-                if len(decoded) <= _INTERN_MAX:
-                    decoded = intern(decoded)
-            elif key in _EAGER_META and decoded:
-                decoded = {intern(k): intern(v) if len(v) <= _INTERN_MAX else v
-                           for k, v in decoded.items()}
-            dict.__setitem__(meta, key, decoded)
+            data = bytes(raw)
+            if data and data[0] in _OPENERS:
+                lazy += (key,)
+                fields[key] = orjson.Fragment(data)
+            else:
+                fields[key] = orjson.loads(data)
+        for key in _INTERN_FIELDS:
+            value = fields.get(key)
+            if value is not None:
+                fields[key] = _shared_str(value)
+        for key in _EAGER_META_FIELDS:  # labels, annotations: share repeated values
+            values = fields.get(key)
+            if values:  # (the keys are shared by msgspec's key cache)
+                fields[key] = {k: v if len(v) > _INTERN_MAX else _share(v, v)
+                               for k, v in values.items()}
+        dict.update(meta, fields)
         if lazy:
-            meta._lazy = _shared(tuple(lazy))
+            meta._lazy = _shared(lazy)
         return meta
 
     @classmethod
     def _metadata(cls, fields: dict[str, msgspec.Raw]) -> LazyObject:
         """``metadata``: scalars and ``labels``/``annotations`` decoded now (keys, selectors
         and indexes read them), every other object or array (``managedFields``,
-        ``ownerReferences``, ``finalizers``, ...) raw until read; repeated strings interned."""
+        ``ownerReferences``, ``finalizers``, ...) raw until read; repeated strings shared."""
         meta = cls._new()
         lazy: list[str] = []
-        intern = sys.intern
         for key, value in fields.items():
             view = memoryview(value)  # msgspec.Raw is a buffer
             head = view[0] if view else 0
@@ -251,12 +290,12 @@ class LazyObject(dict[str, Any]):
                 dict.__setitem__(meta, key, orjson.Fragment(bytes(view)))
                 continue
             decoded = orjson.loads(view)
-            if key in _INTERN_FIELDS and isinstance(decoded, str) and len(decoded) <= _INTERN_MAX:
-                decoded = intern(decoded)
+            if key in _INTERN_FIELDS and isinstance(decoded, str):
+                decoded = _shared_str(decoded)
             elif isinstance(decoded, dict):  # labels, annotations
                 for k, v in decoded.items():
-                    if isinstance(v, str) and len(v) <= _INTERN_MAX:
-                        decoded[k] = intern(v)
+                    if isinstance(v, str):
+                        decoded[k] = _shared_str(v)
             dict.__setitem__(meta, key, decoded)
         if lazy:
             meta._lazy = _shared(tuple(lazy))

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pycontroller.cache._shared_informer import strip_managed_fields
+from pycontroller.client import _lazy
 from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
 
 sys.path.insert(0, str(Path(__file__).parents[3] / "bench"))  # the benchmark's pods
@@ -53,7 +55,31 @@ def test_a_pod_takes_the_one_pass_path_and_reads_as_the_general_one() -> None:
     assert fast == POD == general
     assert orjson.loads(orjson.dumps(fast)) == POD
     assert strip_managed_fields(fast)["metadata"].get("managedFields") is None
-    assert meta["namespace"] is sys.intern("shop") and meta["labels"]["app"] is sys.intern("web")
+
+
+def test_short_repeated_strings_are_one_copy_on_both_paths() -> None:
+    """Namespaces, kinds and label values of different objects share one string; long
+    values are left alone; the table is bounded."""
+    other = {**POD, "metadata": {**POD["metadata"], "name": "web-2"}}
+    objects = [decode(EventDecoder(), POD), decode(EventDecoder(), other),
+               loads_event(line(POD))["object"], loads_event(line(other))["object"]]
+    first = objects[0]
+    for obj in objects[1:]:
+        assert obj["kind"] is first["kind"]
+        assert obj["metadata"]["namespace"] is first["metadata"]["namespace"]
+        assert obj["metadata"]["labels"]["app"] is first["metadata"]["labels"]["app"]
+        assert obj["metadata"]["annotations"]["a"] is not first["metadata"]["annotations"]["a"]
+    assert _lazy._STRINGS["shop"] is first["metadata"]["namespace"]
+
+
+def test_the_string_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    table: dict[str, str] = {}
+    monkeypatch.setattr(_lazy, "_STRINGS", table)
+    monkeypatch.setattr(_lazy, "_share", table.setdefault)
+    for i in range(_lazy._STRINGS_MAX + 10):
+        _lazy._shared_str(f"v{i}")
+    assert 0 < len(table) <= _lazy._STRINGS_MAX
+    assert _lazy._shared_str("x" * (_lazy._INTERN_MAX + 1)) not in table
 
 
 def test_other_shapes_take_the_general_path_and_lose_nothing() -> None:
