@@ -212,6 +212,9 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
     def _has_entries_locked(self) -> bool:
         return bool(self._queue)
 
+    def _head_size_locked(self) -> int:
+        return len(self._items[self._queue[0]])
+
     def _take_locked(self) -> tuple[tuple[Delta[_T], ...], dict[ObjectKey, Delta[_T]]]:
         key = self._queue.popleft()
         deltas = tuple(self._items.pop(key))

@@ -191,6 +191,7 @@ class _FIFOBase(Generic[_T]):
         # invariant: _in_flight non-empty ⇒ _processing_thread is not None
         self._in_flight: dict[ObjectKey, Delta[_T]] = {}
         self._processing_thread: int | None = None  # guarded by _cond
+        self._in_flight_entries = 0  # guarded by _cond; entries taken by the running pop
         self._waiting = 0  # guarded by _cond; poppers blocked in wait()
 
     # ---- subclass hooks (called with _cond held) ------------------------------------------
@@ -200,6 +201,10 @@ class _FIFOBase(Generic[_T]):
 
     def _take_locked(self) -> tuple[tuple[Delta[_T], ...], dict[ObjectKey, Delta[_T]]]:
         """Remove the head entry; return its deltas and its newest delta per key."""
+        raise NotImplementedError
+
+    def _head_size_locked(self) -> int:
+        """The number of deltas of the head entry (there is one)."""
         raise NotImplementedError
 
     # ---- shared public behaviour ---------------------------------------------------------
@@ -218,6 +223,13 @@ class _FIFOBase(Generic[_T]):
             ShutDownError: the FIFO is closed and nothing is left to pop.
             RuntimeError: called from inside ``process`` (it would deadlock).
         """
+        return self._pop(process, 0)
+
+    def _pop(self, process: ProcessFunc[_T], max_deltas: int) -> tuple[Delta[_T], ...]:
+        """:meth:`pop`, taking further whole entries while the total stays at most
+        ``max_deltas`` deltas (0: one entry; the head entry is taken whatever its size)
+        and all of them are on the same side of the first list's end (so
+        ``is_in_initial_list`` holds for every one of them)."""
         me = threading.get_ident()
         with self._cond:
             if self._processing_thread == me:
@@ -231,17 +243,32 @@ class _FIFOBase(Generic[_T]):
                 finally:
                     self._waiting -= 1
             deltas, in_flight = self._take_locked()
+            taken = 1
+            initial = self._initial_population_count
+            if (max_deltas and len(deltas) < max_deltas and self._has_entries_locked()
+                    and initial != 1):
+                gathered = list(deltas)
+                while (self._has_entries_locked() and (initial == 0 or taken < initial)
+                       and len(gathered) + self._head_size_locked() <= max_deltas):
+                    more, more_in_flight = self._take_locked()
+                    gathered += more
+                    in_flight.update(more_in_flight)  # the newest delta per key wins
+                    taken += 1
+                deltas = tuple(gathered)
             is_in_initial_list = not self._has_synced_locked()
             self._in_flight = in_flight
+            self._in_flight_entries = taken
             self._processing_thread = me
         try:
             process(deltas, is_in_initial_list)
         finally:
             with self._cond:
                 self._in_flight = {}
+                self._in_flight_entries = 0
                 self._processing_thread = None
                 if self._initial_population_count > 0:
-                    self._initial_population_count -= 1
+                    self._initial_population_count = max(
+                        0, self._initial_population_count - taken)
                 self._wake_locked()
         return deltas
 

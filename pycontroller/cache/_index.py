@@ -56,10 +56,12 @@ def meta_namespace_index_func(obj: Mapping[str, Any]) -> list[str]:
     Raises:
         TypeError: ``obj`` has no ``metadata`` mapping.
     """
-    meta = obj.get("metadata")
+    # dict.get for decoded objects: a LazyObject never keeps a scalar or metadata raw.
+    meta = dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
     if not isinstance(meta, Mapping):
         raise TypeError("cannot index by namespace: object has no metadata mapping")
-    return [meta.get("namespace") or ""]
+    namespace = dict.get(meta, "namespace") if isinstance(meta, dict) else meta.get("namespace")
+    return [namespace or ""]
 
 
 def compute_index_values(

@@ -28,6 +28,8 @@ OnDelete = Callable[[Obj | DeletedFinalStateUnknown[Obj]], object]
 MIN_RESYNC: Final = 1.0
 
 _ADD, _UPDATE, _DELETE = 0, 1, 2
+Notification = tuple[int, Any, Any]
+"""(``_ADD``, obj, is_in_initial_list), (``_UPDATE``, old, new) or (``_DELETE``, obj, None)."""
 
 
 def resync_period_for(requested: float, check_period: float) -> float:
@@ -89,8 +91,11 @@ class _Listener:
         self.resync_period = resync_period  # in effect (0: never); see resync_period_for
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
-        self._buffer: deque[tuple[int, Any, Any]] = deque()  # guarded by _cond
+        # Appended under _cond; the delivery thread pops from it without the lock (deque
+        # appends and pops are atomic) and takes the lock only to wait for more.
+        self._buffer: deque[Notification] = deque()
         self._initial = 0  # guarded by _cond; queued initial-list adds not yet returned
+        self._idle = False  # guarded by _cond; the delivery thread waits for a push
         self.stopped = False  # guarded by _cond
         self.next_resync = clock.now() + resync_period
         # Whether "unchanged" updates (a resync, or a relisted object with the same RV) reach
@@ -107,13 +112,18 @@ class _Listener:
 
     def push(self, kind: int, a: Any, b: Any = None) -> None:
         """Queue a notification (``_ADD`` with b=is_in_initial_list, ``_UPDATE``, ``_DELETE``)."""
+        self.push_all([(kind, a, b)], bool(kind == _ADD and b))
+
+    def push_all(self, notifications: list[Notification], is_in_initial_list: bool) -> None:
+        """Queue notifications in order, in one lock round (the informer's batches)."""
         with self._cond:
             if self.stopped:
                 return
-            if kind == _ADD and b:
-                self._initial += 1
-            self._buffer.append((kind, a, b))
-            if len(self._buffer) == 1:
+            if is_in_initial_list:
+                self._initial += sum(1 for n in notifications if n[0] == _ADD)
+            self._buffer.extend(notifications)
+            if self._idle:
+                self._idle = False
                 self._cond.notify()
 
     def pending(self) -> int:
@@ -150,14 +160,23 @@ class _Listener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        buffer = self._buffer
         while True:
             with self._cond:
-                while not self._buffer and not self.stopped:
+                while not buffer and not self.stopped:
+                    self._idle = True  # (push_all clears it when it notifies)
                     self._cond.wait()
+                self._idle = False
                 if self.stopped:
                     return
-                kind, a, b = self._buffer.popleft()
-            self._deliver(kind, a, b)
+            # Deliver what is buffered without a lock round per notification. A concurrent
+            # stop() clears the buffer: delivery ends after at most the running call.
+            while not self.stopped:
+                try:
+                    kind, a, b = buffer.popleft()
+                except IndexError:
+                    break
+                self._deliver(kind, a, b)
 
     def _deliver(self, kind: int, a: Any, b: Any) -> None:
         handler: Callable[..., object] | None = self._handlers[kind]

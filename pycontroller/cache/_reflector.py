@@ -136,7 +136,10 @@ class ShortWatchError(TransportError):
 
 
 def _rv(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    # dict.get: a LazyObject's metadata is never left raw when it is an object.
+    meta = dict.get(obj, "metadata")
+    rv = dict.get(meta, "resourceVersion") if isinstance(meta, dict) else None
+    return rv if type(rv) is str else str(rv or "")
 
 
 # How a watch that ended with an error goes on (first match wins): a stalled or broken
@@ -438,10 +441,10 @@ class Reflector:
 
     def _accept(self, event: WatchEvent) -> bool:
         obj = event.object
-        if not isinstance(obj.get("metadata"), dict):
+        if not isinstance(dict.get(obj, "metadata"), dict):
             self._log.warning("watch_event_skipped", reason="no metadata", type=event.type)
             return False
-        kind = obj.get("kind")
+        kind = dict.get(obj, "kind")
         if self._kind and kind and kind != self._kind and event.type != "BOOKMARK":
             self._log.warning("watch_event_skipped", reason="unexpected kind", kind=kind)
             return False

@@ -25,6 +25,7 @@ from pycontroller.cache._processor import (
     _DELETE,
     _UPDATE,
     MIN_RESYNC,
+    Notification,
     Obj,
     OnAdd,
     OnDelete,
@@ -46,7 +47,8 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     """The default transform: drop ``metadata.managedFields`` (often half of an object)."""
-    meta = obj.get("metadata")
+    # dict.get: a LazyObject's metadata is never left raw when it is an object.
+    meta = dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
         del meta["managedFields"]  # not pop: a LazyObject would decode them first
     return obj
@@ -55,7 +57,8 @@ def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
 def _rv(obj: Obj | DeletedFinalStateUnknown[Obj] | None) -> str | None:
     if obj is None or isinstance(obj, DeletedFinalStateUnknown):
         return None
-    return (obj.get("metadata") or {}).get("resourceVersion")
+    meta = dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
+    return dict.get(meta, "resourceVersion") if isinstance(meta, dict) else None
 
 
 @final
@@ -197,8 +200,7 @@ class SharedIndexInformer:
                 ref = weakref.ref(listener)
                 gauge.set_function(lambda: float(x.pending()) if (x := ref()) else 0.0)
             if started:  # replay the cache as initial adds, then live events follow
-                for obj in self._indexer.list():
-                    listener.push(_ADD, obj, True)
+                listener.push_all([(_ADD, obj, True) for obj in self._indexer.list()], True)
                 listener.start()
         self._log.debug("handler_added", handler=listener.name, resync_period=period)
         return Registration(listener, self.has_synced)
@@ -362,7 +364,7 @@ class SharedIndexInformer:
     def _pop_loop(self) -> None:
         while True:
             try:
-                self._fifo.pop(self._process)
+                self._fifo.pop_batch(self._process)
             except ShutDownError:
                 return
             except Exception:
@@ -387,32 +389,41 @@ class SharedIndexInformer:
 
     def _process(self, deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
         with self._block_deltas:
+            listeners = self._listeners
+            # Each handler gets this batch's notifications in one push (one lock round).
+            out: list[list[Notification]] = [[] for _ in listeners]
             for delta in deltas:
                 try:
-                    self._apply(delta, is_in_initial_list)
+                    self._apply(delta, is_in_initial_list, listeners, out)
                 except Exception:  # one bad object must not cost the rest of its list
                     log_exception(self._log, "delta_apply_failed", type=str(delta.type))
+            for listener, notifications in zip(listeners, out, strict=True):
+                if notifications:
+                    listener.push_all(notifications, is_in_initial_list)
 
-    def _apply(self, delta: Delta[Obj], is_in_initial_list: bool) -> None:
+    def _apply(self, delta: Delta[Obj], is_in_initial_list: bool,
+               listeners: list[_Listener], out: list[list[Notification]]) -> None:
         obj = delta.obj
         if delta.type is DeltaType.DELETED:
             self._indexer.delete(obj)
-            for listener in self._listeners:
-                listener.push(_DELETE, obj)
+            for notifications in out:
+                notifications.append((_DELETE, obj, None))
             return
         assert not isinstance(obj, DeletedFinalStateUnknown)
-        old = self._indexer.get(obj)
+        if delta.type is DeltaType.RESYNC:  # the cached object itself, unless replaced since
+            old = self._indexer.get(obj)
+            if old is not obj:
+                self._indexer.update(obj)
+                self._detector.add_object(obj)
+        else:  # a new object from the server: store it, learn what it replaced
+            old = self._indexer.update(obj)
+            self._detector.add_object(obj)
         if old is None:
-            self._indexer.add(obj)
-            self._detector.add_object(obj)
-            for listener in self._listeners:
-                listener.push(_ADD, obj, is_in_initial_list)
+            for notifications in out:
+                notifications.append((_ADD, obj, is_in_initial_list))
             return
-        if old is not obj:
-            self._indexer.update(obj)
-            self._detector.add_object(obj)
         is_resync = delta.type is DeltaType.RESYNC or (
             delta.type is DeltaType.REPLACED and _rv(old) == _rv(obj))
-        for listener in self._listeners:
+        for listener, notifications in zip(listeners, out, strict=True):
             if listener.resyncing or not is_resync:
-                listener.push(_UPDATE, old, obj)
+                notifications.append((_UPDATE, old, obj))

@@ -213,9 +213,10 @@ class LazyObject(dict[str, Any]):
         setitem = dict.__setitem__
         kind, api_version, metadata, spec, status = _shaped_fields(shaped)
         if kind is not UNSET:
-            setitem(obj, "kind", _shared_str(kind))
+            setitem(obj, "kind", kind if len(kind) > _INTERN_MAX else _share(kind, kind))
         if api_version is not UNSET:
-            setitem(obj, "apiVersion", _shared_str(api_version))
+            setitem(obj, "apiVersion", api_version if len(api_version) > _INTERN_MAX
+                    else _share(api_version, api_version))
         if metadata is not UNSET:
             setitem(obj, "metadata", cls._meta_from(metadata))
         lazy = None
@@ -261,10 +262,12 @@ class LazyObject(dict[str, Any]):
                 fields[key] = orjson.Fragment(data)
             else:
                 fields[key] = orjson.loads(data)
+        if len(_STRINGS) >= _STRINGS_MAX:
+            _STRINGS.clear()
         for key in _INTERN_FIELDS:
             value = fields.get(key)
-            if value is not None:
-                fields[key] = _shared_str(value)
+            if value is not None and len(value) <= _INTERN_MAX:
+                fields[key] = _share(value, value)
         for key in _EAGER_META_FIELDS:  # labels, annotations: share repeated values
             values = fields.get(key)
             if values:  # (the keys are shared by msgspec's key cache)
@@ -435,15 +438,28 @@ class LazyObject(dict[str, Any]):
         dict.clear(self)
 
     def _forget(self, key: str) -> None:
+        lazy = self._lazy
+        if lazy is None or key not in lazy:
+            return  # (the common case, without the lock: _lazy only ever loses keys)
         with _LOCK:
             lazy = self._lazy
             if lazy is not None and key in lazy:
                 self._lazy = _without(lazy, key)
 
 
+# _without's answers: the transform drops managedFields from every object of a shape.
+_WITHOUT: dict[tuple[tuple[str, ...], str], tuple[str, ...] | None] = {}
+
+
 def _without(lazy: tuple[str, ...], key: str) -> tuple[str, ...] | None:
+    known = _WITHOUT.get((lazy, key), _WITHOUT)
+    if known is not _WITHOUT:
+        return known  # type: ignore[return-value]
     rest = tuple(k for k in lazy if k != key)
-    return _shared(rest) if rest else None
+    result = _shared(rest) if rest else None
+    if len(_WITHOUT) < 4096:  # bounded, like _SHARED
+        _WITHOUT[(lazy, key)] = result
+    return result
 
 
 class EventDecoder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -62,7 +62,21 @@ def decode_event(line: bytes, loads: Callable[[bytes], Any] = loads_event) -> Wa
         shown = repr(kind) if plain else f"<{type(kind).__name__}>"
         raise WatchDecodeError(f"not a watch event: type {shown}, object "
                                f"{type(obj).__name__} ({len(line)} bytes)")
-    return WatchEvent(kind, obj)
+    return _event(kind, obj)
+
+
+# WatchEvent(kind, obj) without the frozen dataclass's __init__ (object.__setattr__ per
+# field): one event per watch line, so the constructor is on the hot path.
+_new_event: Final = object.__new__
+_set_type: Final = WatchEvent.__dict__["type"].__set__
+_set_object: Final = WatchEvent.__dict__["object"].__set__
+
+
+def _event(kind: EventType, obj: dict[str, Any]) -> WatchEvent:
+    event: WatchEvent = _new_event(WatchEvent)
+    _set_type(event, kind)
+    _set_object(event, obj)
+    return event
 
 
 def split_lines(chunks: Iterable[bytes], max_line: int = MAX_EVENT_BYTES) -> Iterator[bytes]:

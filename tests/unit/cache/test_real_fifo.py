@@ -29,6 +29,7 @@ from pycontroller.cache import (
     RealFIFO,
     meta_namespace_key,
 )
+from pycontroller.cache._fifo import unwrap
 from pycontroller.cache._real_fifo import RELIST_BATCH
 
 
@@ -305,3 +306,115 @@ def test_streamed_relist_transforms_once_and_drops_objects_without_a_key() -> No
     relist.finish("1")
     assert drain(fifo) == [(Delta(REPLACED, {**obj("a"), "t": True}),)]
     assert calls == ["a", "?"] and relist.count == 1
+
+
+# ---- pop_batch (what the informer uses) ------------------------------------------------------
+
+
+def test_pop_batch_hands_over_whole_entries_in_order_up_to_the_limit() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known())
+    fifo.replace([], "1")  # the (empty) first list: synced
+    for i in range(5):
+        fifo.update(obj("a", i))  # several deltas of one key may share a batch
+    fifo.delete(obj("b"))
+    batches: list[list[tuple[DeltaType, str]]] = []
+
+    def record(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        assert not is_in_initial_list
+        batches.append([(d.type, unwrap(d.obj)["metadata"]["resourceVersion"])  # type: ignore[index]
+                        for d in deltas])
+
+    fifo.pop_batch(record, max_deltas=4)
+    fifo.pop_batch(record, max_deltas=4)
+    assert batches == [[(UPDATED, "0"), (UPDATED, "1"), (UPDATED, "2"), (UPDATED, "3")],
+                       [(UPDATED, "4"), (DELETED, "1")]]
+    assert len(fifo) == 0
+
+
+def test_pop_batch_takes_a_larger_entry_whole_and_alone() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known())
+    fifo.replace([], "1")
+    fifo.add(obj("first"))
+    fifo.replace([obj(f"p{i}") for i in range(5)], "2")  # one entry of 5 (+1 tombstone)
+    sizes: list[int] = []
+
+    def record(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        sizes.append(len(deltas))
+
+    fifo.pop_batch(record, max_deltas=3)  # "first"; the list would pass the limit...
+    assert len(fifo) == 1
+    fifo.pop_batch(record, max_deltas=3)  # ...so it comes whole (tombstone + 5), alone
+    assert sizes == [1, 6]
+
+
+def test_pop_batch_never_mixes_the_first_list_with_what_follows() -> None:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known())
+    relist = fifo.start_relist()
+    for i in range(RELIST_BATCH + 1):
+        relist.add(obj(f"p{i}"))
+    relist.finish("2")  # entries: a full batch, then the rest of the list
+    fifo.add(obj("late"))
+    fifo.update(obj("late", 2))
+    seen: list[tuple[int, bool, bool]] = []
+
+    def record(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        seen.append((len(deltas), is_in_initial_list, fifo.has_synced()))
+
+    while len(fifo):
+        fifo.pop_batch(record, max_deltas=10_000)
+    # the whole initial population in one batch, the two later events in the next
+    assert seen == [(RELIST_BATCH + 1, True, False), (2, False, True)]
+    assert fifo.has_synced()
+
+
+def test_pop_batch_counts_every_entry_it_took_for_has_synced() -> None:
+    """A first list that completes while a batch of several of its entries is in flight
+    syncs only once that batch and the rest of the list were processed."""
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known(obj("gone")))
+    relist = fifo.start_relist()
+    for i in range(2 * RELIST_BATCH):
+        relist.add(obj(f"p{i}"))  # two full entries, taken as one batch
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        inside.set()
+        assert release.wait(10)
+
+    popper = threading.Thread(target=fifo.pop_batch, args=(slow,))
+    popper.start()
+    assert inside.wait(10)
+    relist.finish("3")  # queues the tombstone of "gone" behind the batch
+    release.set()
+    popper.join(10)
+    assert len(fifo) == 1
+    assert not fifo.has_synced()  # the tombstone is still queued
+    fifo.pop_batch(ignore)
+    assert fifo.has_synced()
+
+
+def test_a_relist_during_a_batch_tombstones_every_key_of_the_batch() -> None:
+    """The keys of the whole batch count as pending, as for a single entry in flight."""
+    store = known()
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=store)
+    fifo.replace([], "1")
+    fifo.add(obj("a"))
+    fifo.add(obj("b", 2))
+    inside, release = threading.Event(), threading.Event()
+
+    def apply_slowly(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        if len(deltas) == 2:
+            inside.set()
+            assert release.wait(10)
+            for d in deltas:
+                store.add(unwrap(d.obj))  # type: ignore[arg-type]
+
+    popper = threading.Thread(target=fifo.pop_batch, args=(apply_slowly,))
+    popper.start()
+    assert inside.wait(10)
+    fifo.replace([], "5")  # neither a nor b is listed any more
+    release.set()
+    popper.join(10)
+    (entry,) = drain(fifo)
+    expected: list[Delta[Obj]] = [Delta(DELETED, tomb("a", obj("a"))),
+                                  Delta(DELETED, tomb("b", obj("b", 2)))]
+    assert sorted(entry, key=lambda d: str(d.obj)) == expected
