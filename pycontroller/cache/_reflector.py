@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, final, runtime_checkable
 
@@ -135,10 +135,18 @@ class ShortWatchError(TransportError):
     """A watch closed within a second without delivering any event."""
 
 
-def _rv(obj: dict[str, Any]) -> str:
-    # dict.get: a LazyObject's metadata is never left raw when it is an object.
-    meta = dict.get(obj, "metadata")
-    rv = dict.get(meta, "resourceVersion") if isinstance(meta, dict) else None
+def _metadata(obj: Mapping[str, Any]) -> Any:
+    # dict.get: a LazyObject's metadata is never left raw when it is an object. Any other
+    # Mapping (a user's ListerWatcher, a transform's read-only metadata) reads as usual.
+    return dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
+
+
+def _rv(obj: Mapping[str, Any]) -> str:
+    meta = _metadata(obj)
+    if isinstance(meta, dict):
+        rv = dict.get(meta, "resourceVersion")
+    else:
+        rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
     return rv if type(rv) is str else str(rv or "")
 
 
@@ -441,10 +449,10 @@ class Reflector:
 
     def _accept(self, event: WatchEvent) -> bool:
         obj = event.object
-        if not isinstance(dict.get(obj, "metadata"), dict):
+        if not isinstance(_metadata(obj), dict):
             self._log.warning("watch_event_skipped", reason="no metadata", type=event.type)
             return False
-        kind = dict.get(obj, "kind")
+        kind = dict.get(obj, "kind") if isinstance(obj, dict) else obj.get("kind")
         if self._kind and kind and kind != self._kind and event.type != "BOOKMARK":
             self._log.warning("watch_event_skipped", reason="unexpected kind", kind=kind)
             return False

@@ -58,7 +58,10 @@ def _rv(obj: Obj | DeletedFinalStateUnknown[Obj] | None) -> str | None:
     if obj is None or isinstance(obj, DeletedFinalStateUnknown):
         return None
     meta = dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
-    return dict.get(meta, "resourceVersion") if isinstance(meta, dict) else None
+    if isinstance(meta, dict):
+        return dict.get(meta, "resourceVersion")
+    # a transform may leave metadata any Mapping (keys and indexes accept one)
+    return meta.get("resourceVersion") if isinstance(meta, Mapping) else None
 
 
 @final

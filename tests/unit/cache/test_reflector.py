@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -161,6 +161,34 @@ def test_wrong_kind_is_skipped_and_does_not_advance_rv(
                                                               "resourceVersion": "150"}}))
     wait_for(lambda: store.count("add") == 1, timeout=5)
     assert reflector.last_resource_version == "150"
+
+
+class ReadOnly(Mapping[str, Any]):
+    """A watch event's object that is a Mapping but no dict (a user's ListerWatcher)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_an_event_object_that_is_a_mapping_but_no_dict_is_applied(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    reflector, store = run_reflector(use_watch_list=False)
+    assert lw.wait_for_watches(1)
+    obj = ReadOnly({"kind": "Pod", "metadata": {"name": "m", "resourceVersion": "150"}})
+    lw.emit(WatchEvent("ADDED", obj))  # type: ignore[arg-type]
+    wait_for(lambda: store.count("add") == 1, timeout=5)
+    assert reflector.last_resource_version == "150"
+    assert len(lists(lw)) == 1  # no relist
 
 
 def test_normal_watch_end_rewatches_from_last_rv_without_list(

@@ -465,3 +465,59 @@ def test_relist_streams_into_the_cache_and_deletes_vanished_objects_last(
     assert sorted(o["metadata"]["name"] for o in informer.lister.list()) == ["a", "b"]
     stop.set()
     informer.join(5)
+
+
+class FrozenMeta(Mapping[str, Any]):
+    """Read-only metadata: a Mapping that is no dict (keys and indexes accept it)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def freeze_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """A transform that works in place and leaves ``metadata`` a read-only Mapping."""
+    obj["metadata"] = FrozenMeta(obj["metadata"])
+    return obj
+
+
+def test_a_watch_advances_its_rv_when_the_transform_freezes_metadata(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    informer = make(lw, transform=freeze_metadata)
+    run(informer, stop, lw)
+    stored = lw.upsert(pod("a"))
+    wait_for(lambda: informer.lister.get("a", namespace="ns") is not None, timeout=PATIENCE)
+    want = stored["metadata"]["resourceVersion"]
+    wait_for(lambda: informer.last_resource_version == want, timeout=5)
+    stop.set()
+    informer.join(5)
+
+
+def test_a_relisted_object_with_a_new_rv_is_an_update_whatever_its_metadata_mapping(
+    lw: FakeListerWatcher,
+) -> None:
+    """A handler whose resync is not due skips relisted objects with the same RV only."""
+    from pycontroller.cache._fifo import Delta, DeltaType
+
+    informer = make(lw, resync_period=10.0)
+    registration = informer.add_event_handler(**RVRecorder().handlers())
+    registration._listener.resyncing = False  # not due (as after a resync check)
+
+    def relisted(rv: str) -> dict[str, Any]:
+        return {"metadata": FrozenMeta({"name": "a", "namespace": "ns", "resourceVersion": rv})}
+
+    informer._process([Delta(DeltaType.REPLACED, relisted("1"))], False)
+    assert registration.pending() == 1  # on_add
+    informer._process([Delta(DeltaType.REPLACED, relisted("2"))], False)
+    assert registration.pending() == 2  # on_update: the RV changed
+    informer._process([Delta(DeltaType.REPLACED, relisted("2"))], False)
+    assert registration.pending() == 2  # unchanged: not for this handler
