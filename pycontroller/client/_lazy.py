@@ -212,6 +212,8 @@ class LazyObject(dict[str, Any]):
         obj = cls._new()
         setitem = dict.__setitem__
         kind, api_version, metadata, spec, status = _shaped_fields(shaped)
+        if len(_STRINGS) >= _STRINGS_MAX:  # (also for objects without metadata)
+            _STRINGS.clear()
         if kind is not UNSET:
             setitem(obj, "kind", kind if len(kind) > _INTERN_MAX else _share(kind, kind))
         if api_version is not UNSET:

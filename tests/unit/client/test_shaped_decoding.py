@@ -82,6 +82,27 @@ def test_the_string_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _lazy._shared_str("x" * (_lazy._INTERN_MAX + 1)) not in table
 
 
+def test_decoding_keeps_the_string_table_within_one_object_of_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On every path, with or without metadata, the table is checked before an object's
+    strings go in: it never holds more than the bound plus one object's strings."""
+    table: dict[str, str] = {}
+    monkeypatch.setattr(_lazy, "_STRINGS", table)
+    monkeypatch.setattr(_lazy, "_share", table.setdefault)
+    monkeypatch.setattr(_lazy, "_STRINGS_MAX", 8)
+    decoder = EventDecoder()
+    for i in range(50):
+        decode(decoder, {"kind": f"K{i}", "apiVersion": f"v{i}"})  # no metadata
+        assert len(table) <= 8 + 2
+        loads_list(orjson.dumps({"items": [{"kind": f"L{i}", "apiVersion": f"w{i}"}]}))
+        assert len(table) <= 8 + 2
+    for i in range(50):
+        meta = {"name": "n", "namespace": f"ns{i}", "labels": {"a": f"a{i}", "b": f"b{i}"}}
+        decode(decoder, {"kind": "Pod", "apiVersion": "v1", "metadata": meta})
+        assert len(table) <= 8 + 5
+
+
 def test_other_shapes_take_the_general_path_and_lose_nothing() -> None:
     config_map = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "c"},
                   "data": {"k": "v"}}
