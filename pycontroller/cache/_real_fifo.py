@@ -49,9 +49,10 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
     """A FIFO of deltas in arrival order, with atomic relists.
 
     Contract:
-        - every ``add``/``update``/``delete`` is its own entry, popped alone and in order;
-          nothing is coalesced or dropped (a ``delete`` of an object the cache never had
-          still pops, so the handler still gets ``on_delete``).
+        - every ``add``/``update``/``delete`` is its own entry, popped in order (alone by
+          ``pop``, with whole neighbours by ``pop_batch``); nothing is coalesced or dropped
+          (a ``delete`` of an object the cache never had still pops, so the handler still
+          gets ``on_delete``).
         - ``replace(list, rv)`` (a whole list at once) queues ONE entry: first a
           ``DELETED`` tombstone (``DeletedFinalStateUnknown``) for every key that is pending
           (queued or in flight, newest delta not a deletion) or known to ``known_objects``

@@ -1,7 +1,8 @@
 """SharedIndexInformer: one cache per resource, shared by many handlers (≙ shared_informer.go).
 
-Data flow: Reflector → RealFIFO → **informer** (``_process``: apply each delta to the
-indexer, then notify every handler's buffer) → handler threads.
+Data flow: Reflector → RealFIFO (``pop_batch``) → **informer** (``_process``: apply each
+delta of the batch to the indexer, in order, then push each handler's notifications of the
+batch to its buffer) → handler threads.
 """
 
 from __future__ import annotations
