@@ -8,7 +8,7 @@ import copy
 import pickle
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import example, given, settings
@@ -49,6 +49,29 @@ def real_fifo(known: ThreadSafeStore[Obj], transform: TransformFunc[Obj] | None 
 
 
 FIFOS = pytest.mark.parametrize("make", [delta_fifo, real_fifo], ids=["DeltaFIFO", "RealFIFO"])
+
+
+class _Batching:
+    """A RealFIFO whose ``pop`` is ``pop_batch`` (as the informer pops it), in small batches
+    so that runs of several entries and the batch limit both occur."""
+
+    def __init__(self, fifo: RealFIFO[Obj]) -> None:
+        self._fifo = fifo
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fifo, name)
+
+    def __len__(self) -> int:
+        return len(self._fifo)
+
+    def pop(self, process: ProcessFunc[Obj]) -> tuple[Delta[Obj], ...]:
+        return self._fifo.pop_batch(process, max_deltas=3)
+
+
+def real_fifo_batches(known: ThreadSafeStore[Obj],
+                      transform: TransformFunc[Obj] | None = None) -> Queue[Obj]:
+    fifo: RealFIFO[Obj] = RealFIFO(known_objects=known, transform=transform)
+    return cast("Queue[Obj]", _Batching(fifo))
 
 
 def applier(indexer: ThreadSafeStore[Obj]) -> ProcessFunc[Obj]:
@@ -367,7 +390,8 @@ class Server:
             self.fifo.pop(process)
 
 
-@FIFOS
+@pytest.mark.parametrize("make", [delta_fifo, real_fifo, real_fifo_batches],
+                         ids=["DeltaFIFO", "RealFIFO", "RealFIFO.pop_batch"])
 @settings(database=None, deadline=None, max_examples=300)
 @given(steps=st.lists(step, max_size=25))
 # Relists racing with processing: an add in flight while the server lost the object, a
