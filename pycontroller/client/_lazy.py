@@ -46,6 +46,8 @@ _OBJECT: Final = ord("{")
 _OPENERS: Final = frozenset({_OBJECT, ord("[")})  # first byte of an object or array
 
 _INTERN_MAX: Final = 64
+# msgspec decodes dict keys up to this length through its own cache (one copy each).
+_MSGSPEC_CACHED_KEY: Final = 32
 # metadata values shared by many objects (label and annotation values are shared too).
 _INTERN_FIELDS: Final = frozenset({"namespace", "generateName"})
 # metadata objects decoded at once: read by selectors, index functions and most handlers.
@@ -272,8 +274,9 @@ class LazyObject(dict[str, Any]):
                 fields[key] = _share(value, value)
         for key in _EAGER_META_FIELDS:  # labels, annotations: share repeated values
             values = fields.get(key)
-            if values:  # (the keys are shared by msgspec's key cache)
-                fields[key] = {k: v if len(v) > _INTERN_MAX else _share(v, v)
+            if values:  # keys: msgspec's key cache shares the short ones, we the rest
+                fields[key] = {k if len(k) <= _MSGSPEC_CACHED_KEY else _share(k, k):
+                               v if len(v) > _INTERN_MAX else _share(v, v)
                                for k, v in values.items()}
         dict.update(meta, fields)
         if lazy:

@@ -72,6 +72,22 @@ def test_short_repeated_strings_are_one_copy_on_both_paths() -> None:
     assert _lazy._STRINGS["shop"] is first["metadata"]["namespace"]
 
 
+def test_label_and_annotation_keys_are_one_copy_whatever_their_length() -> None:
+    """msgspec's key cache only covers keys up to 32 characters (shared there, best
+    effort); common longer ones (statefulset.kubernetes.io/pod-name, kubectl's
+    last-applied annotation) are shared by us, as sys.intern shared them before."""
+    keys = ["app", "app.kubernetes.io/name", "statefulset.kubernetes.io/pod-name",
+            "kubectl.kubernetes.io/last-applied-configuration"]
+    decoder = EventDecoder()
+    metas = [decode(decoder, {**POD, "metadata": {
+        "name": name, "labels": dict.fromkeys(keys, "v"),
+        "annotations": dict.fromkeys(keys, "w")}})["metadata"] for name in ("a", "b")]
+    for field in ("labels", "annotations"):
+        first, second = (list(meta[field]) for meta in metas)
+        assert first == second == keys
+        assert all(x is y for x, y in zip(first, second, strict=True) if len(x) > 32), field
+
+
 def test_the_string_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     table: dict[str, str] = {}
     monkeypatch.setattr(_lazy, "_STRINGS", table)
