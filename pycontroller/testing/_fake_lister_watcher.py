@@ -133,8 +133,8 @@ class FakeListerWatcher:
             gone = self._objects.pop(f"{namespace}/{name}")
             gone = self._bump(gone)
             streams = list(self.streams) if emit else []
-        for stream in streams:
-            stream.put(WatchEvent("DELETED", gone))
+        for stream in streams:  # a copy each: informers transform what they receive
+            stream.put(WatchEvent("DELETED", copy.deepcopy(gone)))
 
     def bookmark(self) -> str:
         """Advance the RV and send a BOOKMARK; return the RV."""

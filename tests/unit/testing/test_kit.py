@@ -47,6 +47,22 @@ def test_fakes_are_public() -> None:
     assert FakeClock(5.0).now() == 5.0
 
 
+def test_every_watch_of_the_fake_gets_its_own_copy_of_an_event() -> None:
+    """Informers transform (mutate) what they receive: two watches must never share an
+    object, deletions included."""
+    lw = FakeListerWatcher()
+    options = {"resource_version": "0", "timeout_seconds": 60, "send_initial_events": False,
+               "resource_version_match": None, "inactivity_timeout": 5.0}
+    streams = [iter(lw.watch(**options)) for _ in range(2)]  # type: ignore[arg-type]
+    lw.upsert({"metadata": {"name": "a", "namespace": "ns"}})
+    lw.remove("ns", "a")
+    for _ in ("ADDED", "DELETED"):
+        first, second = (next(stream) for stream in streams)
+        assert first.type == second.type and first.object == second.object
+        assert first.object is not second.object, first.type
+        assert first.object["metadata"] is not second.object["metadata"], first.type
+
+
 def test_plugin_fixtures_share_the_kube_prefix(kube_fake_clock: FakeClock,
                                                request: pytest.FixtureRequest) -> None:
     from pycontroller.testing import pytest_plugin
