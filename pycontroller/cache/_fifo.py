@@ -186,8 +186,9 @@ class _FIFOBase(Generic[_T]):
         self._cond = threading.Condition(threading.Lock())
         self._closed = False  # guarded by _cond
         self._populated = False  # guarded by _cond; any add/update/delete/replace happened
-        self._initial_population_count = 0  # guarded by _cond; pops left of the first replace
-        # guarded by _cond; newest delta per key of the entry being processed (empty if none).
+        # guarded by _cond; entries of the first complete list not yet processed
+        self._initial_population_count = 0
+        # guarded by _cond; newest delta per key of the entries being processed (empty if none).
         # invariant: _in_flight non-empty ⇒ _processing_thread is not None
         self._in_flight: dict[ObjectKey, Delta[_T]] = {}
         self._processing_thread: int | None = None  # guarded by _cond

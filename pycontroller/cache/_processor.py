@@ -1,6 +1,6 @@
 """Fan-out of informer notifications to handlers (≙ shared_informer.go processorListener).
 
-Data flow: informer (after updating its indexer) → ``_Listener.push`` (never blocks) →
+Data flow: informer (after updating its indexer) → ``_Listener.push_all`` (never blocks) →
 the listener's own thread → the user's ``on_add``/``on_update``/``on_delete``. Each handler
 has an unbounded buffer and one thread, so a slow handler delays nobody else; its backlog is
 visible through ``Registration.pending()`` (and the informer's metrics).
@@ -92,7 +92,8 @@ class _Listener:
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         # Appended under _cond; the delivery thread pops from it without the lock (deque
-        # appends and pops are atomic) and takes the lock only to wait for more.
+        # appends and pops are atomic) and takes the lock only to wait for more (and to
+        # count an initial-list add as done).
         self._buffer: deque[Notification] = deque()
         self._initial = 0  # guarded by _cond; queued initial-list adds not yet returned
         self._idle = False  # guarded by _cond; the delivery thread waits for a push
@@ -115,7 +116,11 @@ class _Listener:
         self.push_all([(kind, a, b)], bool(kind == _ADD and b))
 
     def push_all(self, notifications: list[Notification], is_in_initial_list: bool) -> None:
-        """Queue notifications in order, in one lock round (the informer's batches)."""
+        """Queue notifications in order, in one lock round (the informer's batches).
+
+        ``is_in_initial_list`` must be the flag of every ``_ADD`` among them (each counts
+        towards ``initial_pending`` until delivered).
+        """
         with self._cond:
             if self.stopped:
                 return
