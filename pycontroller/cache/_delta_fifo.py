@@ -215,10 +215,11 @@ class DeltaFIFO(_FIFOBase[_T], Generic[_T]):
     def _head_size_locked(self) -> int:
         return len(self._items[self._queue[0]])
 
-    def _take_locked(self) -> tuple[tuple[Delta[_T], ...], dict[ObjectKey, Delta[_T]]]:
+    def _take_locked(self, in_flight: dict[ObjectKey, Delta[_T]]) -> tuple[Delta[_T], ...]:
         key = self._queue.popleft()
         deltas = tuple(self._items.pop(key))
-        return deltas, {key: deltas[-1]}
+        in_flight[key] = deltas[-1]
+        return deltas
 
 
 def _collapse_deletions(deltas: list[Delta[_T]]) -> None:

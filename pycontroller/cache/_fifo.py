@@ -200,8 +200,9 @@ class _FIFOBase(Generic[_T]):
     def _has_entries_locked(self) -> bool:
         raise NotImplementedError
 
-    def _take_locked(self) -> tuple[tuple[Delta[_T], ...], dict[ObjectKey, Delta[_T]]]:
-        """Remove the head entry; return its deltas and its newest delta per key."""
+    def _take_locked(self, in_flight: dict[ObjectKey, Delta[_T]]) -> tuple[Delta[_T], ...]:
+        """Remove the head entry and return its deltas; record its newest delta per key in
+        ``in_flight`` (over what an earlier entry recorded there)."""
         raise NotImplementedError
 
     def _head_size_locked(self) -> int:
@@ -243,7 +244,8 @@ class _FIFOBase(Generic[_T]):
                     self._cond.wait()
                 finally:
                     self._waiting -= 1
-            deltas, in_flight = self._take_locked()
+            in_flight: dict[ObjectKey, Delta[_T]] = {}
+            deltas = self._take_locked(in_flight)
             taken = 1
             initial = self._initial_population_count
             if (max_deltas and len(deltas) < max_deltas and self._has_entries_locked()
@@ -251,9 +253,7 @@ class _FIFOBase(Generic[_T]):
                 gathered = list(deltas)
                 while (self._has_entries_locked() and (initial == 0 or taken < initial)
                        and len(gathered) + self._head_size_locked() <= max_deltas):
-                    more, more_in_flight = self._take_locked()
-                    gathered += more
-                    in_flight.update(more_in_flight)  # the newest delta per key wins
+                    gathered += self._take_locked(in_flight)  # the newest delta per key wins
                     taken += 1
                 deltas = tuple(gathered)
             is_in_initial_list = not self._has_synced_locked()

@@ -276,6 +276,11 @@ def _initial_events(stream: EventStream, relist: _Counting, *,
     stream ended or made no progress (see ``watch_list``) for too long."""
     for event in stream:
         obj = event.object
+        if event.type == "ADDED":  # (nearly every event: first, and no stall check after it)
+            if not kind or dict.get(obj, "kind") in (None, kind):
+                relist.add(obj)
+            progressed()
+            continue
         if event.type == "ERROR":
             raise api_error(200, obj)
         if event.type == "BOOKMARK":
@@ -285,11 +290,8 @@ def _initial_events(stream: EventStream, relist: _Counting, *,
         elif event.type == "DELETED":
             relist.remove(obj)
             progressed()
-        elif event.type == "ADDED":
-            if not kind or obj.get("kind") in (None, kind):
-                relist.add(obj)
-            progressed()
-        elif not kind or obj.get("kind") in (None, kind):  # MODIFIED: not an initial event
+            continue
+        elif not kind or dict.get(obj, "kind") in (None, kind):  # MODIFIED: not initial
             relist.add(obj)
         if stalled():
             return None

@@ -241,9 +241,13 @@ class RealFIFO(_FIFOBase[_T], Generic[_T]):
     def _head_size_locked(self) -> int:
         return len(self._queue[0][1])
 
-    def _take_locked(self) -> tuple[tuple[Delta[_T], ...], dict[ObjectKey, Delta[_T]]]:
+    def _take_locked(self, in_flight: dict[ObjectKey, Delta[_T]]) -> tuple[Delta[_T], ...]:
         keys, deltas = self._queue.popleft()
-        return deltas, dict(zip(keys, deltas, strict=True))
+        if len(keys) == 1:  # a watch event
+            in_flight[keys[0]] = deltas[0]
+        else:
+            in_flight.update(zip(keys, deltas, strict=True))
+        return deltas
 
 
 def _tombstone(key: ObjectKey, last: _T | None) -> Delta[_T]:

@@ -155,6 +155,45 @@ _FIELDS_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ITEMS_DECODER: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 
 
+def _keep_raw(fields: dict[str, Any]) -> tuple[str, ...]:
+    """Turn the raw ``ownerReferences``/``finalizers``/``managedFields`` of decoded
+    metadata into fragments (objects and arrays: return their names) or values."""
+    lazy: tuple[str, ...] = ()
+    for key in _META_RAW_FIELDS:
+        raw = fields.get(key)
+        if raw is None:
+            continue
+        data = bytes(raw)  # the one copy out of the line
+        if data and data[0] in _OPENERS:
+            lazy += (key,)
+            fields[key] = orjson.Fragment(data)
+        else:
+            fields[key] = orjson.loads(data)
+    return lazy
+
+
+def _share_meta_strings(fields: dict[str, Any]) -> None:
+    """One copy of the short namespace, generateName, label and annotation values, and of
+    the label and annotation keys."""
+    if len(_STRINGS) >= _STRINGS_MAX:
+        _STRINGS.clear()
+    for key in _INTERN_FIELDS:
+        value = fields.get(key)
+        if value is not None and len(value) <= _INTERN_MAX:
+            fields[key] = _share(value, value)
+    for key in _EAGER_META_FIELDS:
+        values = fields.get(key)
+        if values:  # in place: msgspec made this dict
+            long_keys = False
+            for k, v in values.items():
+                if len(v) <= _INTERN_MAX:
+                    values[k] = _share(v, v)  # (same keys: safe while iterating)
+                if len(k) > _MSGSPEC_CACHED_KEY:
+                    long_keys = True
+            if long_keys:  # msgspec's key cache gave one copy of the short keys only
+                fields[key] = {_share(k, k): v for k, v in values.items()}
+
+
 class LazyObject(dict[str, Any]):
     """A decoded JSON object whose nested values (but ``metadata``) decode on first read.
 
@@ -255,29 +294,8 @@ class LazyObject(dict[str, Any]):
         for key in _ALL_META_FIELDS:
             if fields[key] is UNSET:
                 del fields[key]
-        lazy: tuple[str, ...] = ()
-        for key in _META_RAW_FIELDS:  # ownerReferences, finalizers, managedFields
-            raw = fields.get(key)
-            if raw is None:
-                continue
-            data = bytes(raw)
-            if data and data[0] in _OPENERS:
-                lazy += (key,)
-                fields[key] = orjson.Fragment(data)
-            else:
-                fields[key] = orjson.loads(data)
-        if len(_STRINGS) >= _STRINGS_MAX:
-            _STRINGS.clear()
-        for key in _INTERN_FIELDS:
-            value = fields.get(key)
-            if value is not None and len(value) <= _INTERN_MAX:
-                fields[key] = _share(value, value)
-        for key in _EAGER_META_FIELDS:  # labels, annotations: share repeated values
-            values = fields.get(key)
-            if values:  # keys: msgspec's key cache shares the short ones, we the rest
-                fields[key] = {k if len(k) <= _MSGSPEC_CACHED_KEY else _share(k, k):
-                               v if len(v) > _INTERN_MAX else _share(v, v)
-                               for k, v in values.items()}
+        lazy = _keep_raw(fields)
+        _share_meta_strings(fields)
         dict.update(meta, fields)
         if lazy:
             meta._lazy = _shared(lazy)
