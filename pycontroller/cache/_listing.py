@@ -9,7 +9,7 @@ a whole list (``replace``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, final
 
@@ -269,6 +269,11 @@ class _Counting:
         self.relist.remove(obj)
 
 
+def _kind(obj: Mapping[str, Any]) -> Any:
+    # dict.get: a LazyObject keeps its kind decoded; other Mappings read as usual.
+    return dict.get(obj, "kind") if isinstance(obj, dict) else obj.get("kind")
+
+
 def _initial_events(stream: EventStream, relist: _Counting, *,
                     kind: str | None, progressed: Callable[[], None],
                     stalled: Callable[[], bool]) -> str | None:
@@ -277,7 +282,7 @@ def _initial_events(stream: EventStream, relist: _Counting, *,
     for event in stream:
         obj = event.object
         if event.type == "ADDED":  # (nearly every event: first, and no stall check after it)
-            if not kind or dict.get(obj, "kind") in (None, kind):
+            if not kind or _kind(obj) in (None, kind):
                 relist.add(obj)
             progressed()
             continue
@@ -291,7 +296,7 @@ def _initial_events(stream: EventStream, relist: _Counting, *,
             relist.remove(obj)
             progressed()
             continue
-        elif not kind or dict.get(obj, "kind") in (None, kind):  # MODIFIED: not initial
+        elif not kind or _kind(obj) in (None, kind):  # MODIFIED: not initial
             relist.add(obj)
         if stalled():
             return None

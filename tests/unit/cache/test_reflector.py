@@ -384,6 +384,40 @@ def test_watch_list_fills_store_and_keeps_the_stream(
     assert lw.streams[0].inactivity_timeout == 50.0  # the WatchList deadline no longer applies
 
 
+class ReadOnlyObjects:
+    """A watch stream whose ADDED/MODIFIED objects are Mappings but no dicts."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        for event in self._inner:
+            if event.type in ("ADDED", "MODIFIED"):
+                yield WatchEvent(event.type, ReadOnly(event.object))  # type: ignore[arg-type]
+            else:
+                yield event
+
+
+def test_watch_list_initial_events_may_be_mappings_but_no_dicts(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    lw.watch_list = True
+    lw.upsert(pod("a"))
+    opened = lw.watch
+
+    def watch(**options: Any) -> Any:
+        return ReadOnlyObjects(opened(**options))
+
+    lw.watch = watch  # type: ignore[method-assign]
+    _, store = run_reflector(inactivity_timeout=50.0)
+    wait_for(lambda: store.count("replace") == 1, timeout=5)
+    assert store.ops[0] == ("replace", (["a"], "101"))
+    assert not lists(lw)  # WatchList did not fail over to a LIST
+
+
 def test_watch_list_without_end_bookmark_falls_back_within_deadline(
     lw: FakeListerWatcher, run_reflector: Runner
 ) -> None:
