@@ -58,3 +58,29 @@ def test_stop_during_a_drain_drops_the_rest_after_the_running_call() -> None:
     assert x.pending() == 0 and x.initial_pending() == 0
     x.push(_ADD, "late", False)  # ignored once stopped
     assert x.pending() == 0
+
+
+def test_pushes_while_the_handler_runs_are_delivered_without_a_wake_up() -> None:
+    """The producer notifies only an idle thread: what arrives during a call (the thread
+    is busy, not waiting) is found by the drain, and a push after the drain wakes it."""
+    calls: list[tuple[Any, ...]] = []
+    gate = threading.Event()
+    x = listener(calls, gate)
+    x.start()
+    x.push(_ADD, "a", True)
+    wait_for(lambda: x.pending() == 0, timeout=PATIENCE, interval=0.005)  # "a" is running
+    x.push_all([(_UPDATE, "a", "a2"), (_ADD, "b", True)], True)
+    x.push(_DELETE, "a")
+    assert x.initial_pending() == 2
+    gate.set()
+    wait_for(lambda: len(calls) == 4, timeout=PATIENCE, interval=0.005)
+    assert calls == [("add", "a", True), ("update", "a", "a2"), ("add", "b", True),
+                     ("delete", "a")]
+    wait_for(lambda: x.initial_pending() == 0, timeout=PATIENCE, interval=0.005)
+    for i in range(3):  # idle again between pushes: each one wakes it
+        wait_for(lambda: x._idle, timeout=PATIENCE, interval=0.005)
+        x.push(_ADD, f"late{i}", False)
+        wait_for(lambda i=i: calls[-1] == ("add", f"late{i}", False),  # type: ignore[misc]
+                 timeout=PATIENCE, interval=0.005)
+    x.stop()
+    x.join(PATIENCE)
