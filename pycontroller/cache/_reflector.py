@@ -135,14 +135,10 @@ class ShortWatchError(TransportError):
     """A watch closed within a second without delivering any event."""
 
 
-def _metadata(obj: Mapping[str, Any]) -> Any:
+def _rv(obj: Mapping[str, Any]) -> str:
     # dict.get: a LazyObject's metadata is never left raw when it is an object. Any other
     # Mapping (a user's ListerWatcher, a transform's read-only metadata) reads as usual.
-    return dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
-
-
-def _rv(obj: Mapping[str, Any]) -> str:
-    meta = _metadata(obj)
+    meta = dict.get(obj, "metadata") if isinstance(obj, dict) else obj.get("metadata")
     if isinstance(meta, dict):
         rv = dict.get(meta, "resourceVersion")
     else:
@@ -449,10 +445,13 @@ class Reflector:
 
     def _accept(self, event: WatchEvent) -> bool:
         obj = event.object
-        if not isinstance(_metadata(obj), dict):
+        if isinstance(obj, dict):  # (see _rv)
+            meta, kind = dict.get(obj, "metadata"), dict.get(obj, "kind")
+        else:
+            meta, kind = obj.get("metadata"), obj.get("kind")
+        if not isinstance(meta, dict):
             self._log.warning("watch_event_skipped", reason="no metadata", type=event.type)
             return False
-        kind = dict.get(obj, "kind") if isinstance(obj, dict) else obj.get("kind")
         if self._kind and kind and kind != self._kind and event.type != "BOOKMARK":
             self._log.warning("watch_event_skipped", reason="unexpected kind", kind=kind)
             return False
