@@ -334,13 +334,14 @@ class _FIFOBase(Generic[_T]):
         An object without a key (the key function raises) cannot be cached: it is left
         out and logged (``fifo_object_dropped``); the rest of the list goes on.
         """
-        result: list[tuple[ObjectKey, _T]] = []
-        for obj in objects:
-            new = self._incoming(obj)
-            try:
-                key = self._key_func(new)
-            except Exception as exc:
-                _log.error("fifo_object_dropped", reason="no key", **exception_fields(exc))
-                continue
-            result.append((key, new))
-        return result
+        return [keyed for obj in objects if (keyed := self._keyed(obj)) is not None]
+
+    def _keyed(self, obj: _T) -> tuple[ObjectKey, _T] | None:
+        """``obj`` transformed, with its key; ``None`` (logged as ``fifo_object_dropped``)
+        if it has no key. User code: call without the lock."""
+        new = self._incoming(obj)
+        try:
+            return self._key_func(new), new
+        except Exception as exc:
+            _log.error("fifo_object_dropped", reason="no key", **exception_fields(exc))
+            return None

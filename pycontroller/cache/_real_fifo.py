@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
 import structlog
 
-from pycontroller._util._logging import exception_fields
 from pycontroller.cache._fifo import (
     Delta,
     DeltaType,
@@ -310,13 +309,10 @@ class StreamedRelist(Generic[_T]):
 
     def add(self, obj: _T) -> None:
         """A listed object (see the class contract)."""
-        fifo = self._fifo
-        new = fifo._incoming(obj)
-        try:
-            key = fifo._key_func(new)
-        except Exception as exc:
-            _log.error("fifo_object_dropped", reason="no key", **exception_fields(exc))
+        keyed = self._fifo._keyed(obj)
+        if keyed is None:
             return
+        key, new = keyed
         self._count += 1
         self._listed.add(key)
         self._batch[key] = new

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from mapping_helpers import ReadOnly
 from stream_helpers import GatedStream, expire_continuations
 
 from pycontroller._util._backoff import Backoff
@@ -161,22 +162,6 @@ def test_wrong_kind_is_skipped_and_does_not_advance_rv(
                                                               "resourceVersion": "150"}}))
     wait_for(lambda: store.count("add") == 1, timeout=5)
     assert reflector.last_resource_version == "150"
-
-
-class ReadOnly(Mapping[str, Any]):
-    """A watch event's object that is a Mapping but no dict (a user's ListerWatcher)."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._data = dict(data)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def test_an_event_object_that_is_a_mapping_but_no_dict_is_applied(

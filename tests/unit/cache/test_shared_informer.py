@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from mapping_helpers import ReadOnly
 from stream_helpers import GatedStream
 
 from pycontroller._util._backoff import Backoff
@@ -467,25 +468,9 @@ def test_relist_streams_into_the_cache_and_deletes_vanished_objects_last(
     informer.join(5)
 
 
-class FrozenMeta(Mapping[str, Any]):
-    """Read-only metadata: a Mapping that is no dict (keys and indexes accept it)."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._data = dict(data)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 def freeze_metadata(obj: dict[str, Any]) -> dict[str, Any]:
     """A transform that works in place and leaves ``metadata`` a read-only Mapping."""
-    obj["metadata"] = FrozenMeta(obj["metadata"])
+    obj["metadata"] = ReadOnly(obj["metadata"])
     return obj
 
 
@@ -513,7 +498,7 @@ def test_a_relisted_object_with_a_new_rv_is_an_update_whatever_its_metadata_mapp
     registration._listener.resyncing = False  # not due (as after a resync check)
 
     def relisted(rv: str) -> dict[str, Any]:
-        return {"metadata": FrozenMeta({"name": "a", "namespace": "ns", "resourceVersion": rv})}
+        return {"metadata": ReadOnly({"name": "a", "namespace": "ns", "resourceVersion": rv})}
 
     informer._process([Delta(DeltaType.REPLACED, relisted("1"))], False)
     assert registration.pending() == 1  # on_add
