@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from fifo_helpers import (
     ADDED,
@@ -29,9 +30,29 @@ from pycontroller.cache import (
     RealFIFO,
     meta_namespace_key,
 )
-from pycontroller.cache._fifo import unwrap
+from pycontroller.cache._fifo import ProcessFunc, unwrap
 from pycontroller.cache._real_fifo import RELIST_BATCH
 
+
+@contextmanager
+def popping(pop: Callable[[ProcessFunc[Obj]], object]) -> Iterator[None]:
+    """Run ``pop`` on a thread whose ``process`` blocks: the body runs while the popped
+    entries are in flight; on exit they are released and the pop has returned."""
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
+        inside.set()
+        assert release.wait(10)
+
+    popper = threading.Thread(target=pop, args=(slow,))
+    popper.start()
+    assert inside.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        popper.join(10)
+    assert not popper.is_alive()
 
 def test_real_fifo_is_a_queue() -> None:
     queue: Queue[Obj] = RealFIFO(known_objects=known())  # checked by mypy
@@ -214,20 +235,9 @@ def test_streamed_first_list_counts_an_entry_in_flight_at_finish() -> None:
     relist = fifo.start_relist()
     for i in range(RELIST_BATCH):
         relist.add(obj(f"p{i}"))  # one full batch: queued
-    inside = threading.Event()
-    release = threading.Event()
-
-    def slow(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
-        inside.set()
-        assert release.wait(10)
-
-    popper = threading.Thread(target=fifo.pop, args=(slow,))
-    popper.start()
-    assert inside.wait(10)
-    relist.finish("2")  # nothing left to queue; the batch is still being processed
-    assert not fifo.has_synced()
-    release.set()
-    popper.join(10)
+    with popping(fifo.pop):
+        relist.finish("2")  # nothing left to queue; the batch is still being processed
+        assert not fifo.has_synced()
     assert fifo.has_synced()
 
 
@@ -374,18 +384,8 @@ def test_pop_batch_counts_every_entry_it_took_for_has_synced() -> None:
     relist = fifo.start_relist()
     for i in range(2 * RELIST_BATCH):
         relist.add(obj(f"p{i}"))  # two full entries, taken as one batch
-    inside, release = threading.Event(), threading.Event()
-
-    def slow(deltas: Sequence[Delta[Obj]], is_in_initial_list: bool) -> None:
-        inside.set()
-        assert release.wait(10)
-
-    popper = threading.Thread(target=fifo.pop_batch, args=(slow,))
-    popper.start()
-    assert inside.wait(10)
-    relist.finish("3")  # queues the tombstone of "gone" behind the batch
-    release.set()
-    popper.join(10)
+    with popping(fifo.pop_batch):
+        relist.finish("3")  # queues the tombstone of "gone" behind the batch
     assert len(fifo) == 1
     assert not fifo.has_synced()  # the tombstone is still queued
     fifo.pop_batch(ignore)
