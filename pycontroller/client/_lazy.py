@@ -9,11 +9,22 @@ and the cyclic GC walks all of them repeatedly while the cache grows. A ``LazyOb
 each top-level object/array value except ``metadata`` as its compact JSON bytes (about the
 wire size) and decodes it the first time it is read. ``metadata`` is decoded at once except
 its object/array values other than ``labels`` and ``annotations`` (``ownerReferences``,
-``finalizers``, ``managedFields``), which stay raw the same way. A cached pod holds 2
-tracked containers (the object and its metadata) and roughly its JSON size until something
-reads its ``spec`` or ``status``. Each kept raw value is copied once, straight out of the
+``finalizers``, ``managedFields``), which stay raw the same way. A cached pod holds no
+gc-tracked container (below) and roughly its JSON size until something reads its ``spec``
+or ``status``. Each kept raw value is copied once, straight out of the
 line (no intermediate copies: fewer holes in the allocator's heap once the line is freed),
 and the names of the undecoded keys live in a tuple shared by every object of that shape.
+
+The decoders hand out ``LazyObject``s (the object and its ``metadata``) untracked by the
+cyclic garbage collector, as CPython itself untracks dicts and tuples that hold only
+atomic values: an object decoded from JSON is a tree, so no collection could ever free it,
+and walking a cache of them is pure cost. Untracked, a cache of 150,000 pods adds nothing
+to any collection: no full collections while it grows and no long young collections under
+bursts of updates (``docs/performance.md``, "The garbage collector"). It is still freed by
+reference counting as soon as it is replaced or deleted. Storing a container into one
+tracks it again (``dict`` does that), so an object changed by a transform, or one whose
+``spec`` was read, is collected as usual. A reference cycle made by mutating a nested value
+in place would never be collected: cached objects must not be mutated anyway.
 
 A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items``,
 ``values``, ``==``, ``copy``, ``repr``, ``json.dumps``, ``dict(obj)``, ``{**obj}``,
@@ -29,8 +40,10 @@ under a module lock). Writes follow ``dict`` rules (cached objects are never wri
 from __future__ import annotations
 
 import copy
+import ctypes
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any, Final
 
@@ -42,6 +55,21 @@ from msgspec import UNSET, UnsetType
 __all__ = ["EventDecoder", "LazyObject", "loads_event", "loads_list"]
 
 _LOCK: Final = threading.Lock()
+
+
+def _gc_untracker() -> Callable[[object], None]:
+    """CPython's ``PyObject_GC_UnTrack`` (the GIL stays held: ``pythonapi`` is a ``PyDLL``);
+    a no-op on other interpreters."""
+    pythonapi = getattr(ctypes, "pythonapi", None)
+    if sys.implementation.name != "cpython" or pythonapi is None:
+        return lambda obj: None
+    untrack = pythonapi.PyObject_GC_UnTrack
+    untrack.argtypes = [ctypes.py_object]
+    untrack.restype = None
+    return untrack  # type: ignore[no-any-return]
+
+
+_untrack: Final = _gc_untracker()
 _OBJECT: Final = ord("{")
 _OPENERS: Final = frozenset({_OBJECT, ord("[")})  # first byte of an object or array
 
@@ -235,6 +263,7 @@ class LazyObject(dict[str, Any]):
                 dict.__setitem__(obj, key, decoded)
         if lazy:
             obj._lazy = _shared(tuple(lazy))
+        _untrack(obj)
         return obj
 
     @classmethod
@@ -278,6 +307,7 @@ class LazyObject(dict[str, Any]):
             else:
                 setitem(obj, "status", _scalar(data))
         obj._lazy = lazy
+        _untrack(obj)
         return obj
 
     @classmethod
@@ -299,6 +329,7 @@ class LazyObject(dict[str, Any]):
         dict.update(meta, fields)
         if lazy:
             meta._lazy = _shared(lazy)
+        _untrack(meta)
         return meta
 
     @classmethod
@@ -325,6 +356,7 @@ class LazyObject(dict[str, Any]):
             dict.__setitem__(meta, key, decoded)
         if lazy:
             meta._lazy = _shared(tuple(lazy))
+        _untrack(meta)
         return meta
 
     # ---- decoding ----------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Informers cache LazyObjects from the real apiserver: equal to what the server returns,
-with nested values still undecoded, over WatchList and over the paginated LIST path."""
+with nested values still undecoded and out of the cyclic GC's sight, over WatchList and
+over the paginated LIST path."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 
@@ -45,6 +47,8 @@ def test_cached_objects_are_lazy_and_equal_to_the_server_state(
         cached = informer.lister.get(name, namespace=kube_namespace)
         assert isinstance(cached, LazyObject)
         assert not cached.is_decoded("data")  # nobody has read it yet
+        # nothing in the cache for the cyclic GC to walk
+        assert not gc.is_tracked(cached) and not gc.is_tracked(cached["metadata"])
         assert "managedFields" not in cached["metadata"]  # dropped undecoded
         server = kube_client.get(CONFIGMAPS, name, kube_namespace)
         server["metadata"].pop("managedFields", None)

@@ -8,6 +8,8 @@ import json
 import operator
 import pickle
 import threading
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -15,7 +17,7 @@ import pytest
 
 from pycontroller.cache._mutation_detector import CacheMutationDetector
 from pycontroller.cache._shared_informer import strip_managed_fields
-from pycontroller.client._lazy import LazyObject, loads_event, loads_list
+from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
 from pycontroller.client._watch import WatchDecodeError, decode_event
 
 POD: dict[str, Any] = {
@@ -97,13 +99,44 @@ def test_decode_event_builds_lazy_objects_and_still_rejects_bad_lines() -> None:
             decode_event(line)
 
 
-def test_a_cached_pod_holds_few_gc_tracked_containers() -> None:
-    obj = lazy()
-    strip_managed_fields(obj)
-    meta = obj["metadata"]
-    tracked = [o for o in (obj, meta, *(dict.__getitem__(meta, k) for k in meta))
-               if gc.is_tracked(o)]
-    assert tracked == [obj, meta]  # ownerReferences stays raw until read
+def decoded_pods() -> Iterator[tuple[str, LazyObject]]:
+    """The same pod from each decoding path: general and one-pass, watch line and page."""
+    general = {**POD, "extra": {"x": 1}}  # not the kind/apiVersion/metadata/spec/status shape
+    shaped = {k: v for k, v in POD.items() if k in ("apiVersion", "kind", "metadata", "spec",
+                                                    "status")}
+    for name, source in (("general", general), ("shaped", shaped)):
+        line = orjson.dumps({"type": "ADDED", "object": source})
+        yield f"{name} event", loads_event(line)["object"]
+        yield f"{name} stream", EventDecoder()(line)["object"]
+        yield f"{name} page", loads_list(orjson.dumps({"items": [source]}))["items"][0]
+
+
+def test_a_decoded_pod_holds_no_gc_tracked_container() -> None:
+    for path, obj in decoded_pods():
+        strip_managed_fields(obj)
+        meta = dict.__getitem__(obj, "metadata")
+        tracked = [o for o in (obj, meta, *dict.values(obj), *dict.values(meta))
+                   if gc.is_tracked(o)]
+        assert tracked == [], path  # labels: only strings; ownerReferences: raw until read
+        assert not any(o is obj for o in gc.get_objects()), path
+
+
+def test_storing_a_container_into_a_decoded_object_tracks_it_again() -> None:
+    class Sentinel:
+        pass
+
+    for path, obj in decoded_pods():
+        assert obj["spec"]["nodeName"] == "n"  # the decoded spec holds lists
+        assert gc.is_tracked(obj), path
+        meta = obj["metadata"]
+        meta["ownerReferences"] = [meta]  # a cycle through the metadata
+        assert gc.is_tracked(meta), path
+        sentinel = Sentinel()
+        freed = weakref.ref(sentinel)
+        meta["labels"]["s"] = sentinel
+        del obj, meta, sentinel
+        gc.collect()
+        assert freed() is None, path  # the cycle was collected
 
 
 def test_metadata_objects_other_than_labels_and_annotations_stay_raw_until_read() -> None:
