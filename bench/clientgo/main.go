@@ -300,10 +300,12 @@ func main() {
 		out["gc_pause_max_ms"] = maxPauseSince(trafficStart)
 		// Throughput: one unpaced burst; events per second of wall and of CPU.
 		rec.reset()
+		burstStart := time.Now()
 		c0 := cpuSeconds()
 		answer := post(*control, fmt.Sprintf("/bench/traffic?rate=0&count=%d", *burst))
 		count := int(answer["count"].(float64))
 		ok := waitFor(func() bool { return rec.count() >= count }, 120*time.Second)
+		out["burst_gc_pause_max_ms"] = maxPauseSince(burstStart)
 		rec.mu.Lock()
 		span := rec.last.Sub(rec.first).Seconds()
 		rec.mu.Unlock()

@@ -44,6 +44,7 @@ def test_quick_run_writes_wellformed_reports(tmp_path: Path) -> None:
         assert [p["rate"] for p in run["watch"]] == data["rates"]
         assert all(p["complete"] and p["delivered"] == p["sent"] for p in run["watch"])
         assert run["throughput"]["complete"] and run["throughput"]["events_per_s"] > 0
+        assert run["gc_pause_max_ms"] >= 0 and run["burst_gc_pause_max_ms"] >= 0
         assert run["relist"]["complete"] and run["relist"]["relist_s"] > 0
         assert peer["stats"]["sync_s"]["n"] == 1
     assert informer["peers"]["pycontroller"]["runs"][0]["workqueue_ops_per_s"] > 0
