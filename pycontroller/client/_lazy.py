@@ -40,7 +40,6 @@ under a module lock). Writes follow ``dict`` rules (cached objects are never wri
 from __future__ import annotations
 
 import copy
-import ctypes
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -59,7 +58,12 @@ _LOCK: Final = threading.Lock()
 
 def _gc_untracker() -> Callable[[object], None]:
     """CPython's ``PyObject_GC_UnTrack`` (the GIL stays held: ``pythonapi`` is a ``PyDLL``);
-    a no-op on other interpreters."""
+    a no-op on other interpreters and where ``ctypes`` is missing (a Python built without
+    libffi): objects then stay tracked, which costs collection time, nothing else."""
+    try:
+        import ctypes  # noqa: PLC0415  (optional: see above)
+    except ImportError:
+        return lambda obj: None
     pythonapi = getattr(ctypes, "pythonapi", None)
     if sys.implementation.name != "cpython" or pythonapi is None:
         return lambda obj: None

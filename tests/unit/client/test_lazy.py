@@ -7,7 +7,9 @@ import gc
 import json
 import operator
 import pickle
+import sys
 import threading
+import types
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 
 from pycontroller.cache._mutation_detector import CacheMutationDetector
 from pycontroller.cache._shared_informer import strip_managed_fields
+from pycontroller.client import _lazy
 from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
 from pycontroller.client._watch import WatchDecodeError, decode_event
 
@@ -119,6 +122,23 @@ def test_a_decoded_pod_holds_no_gc_tracked_container() -> None:
                    if gc.is_tracked(o)]
         assert tracked == [], path  # labels: only strings; ownerReferences: raw until read
         assert not any(o is obj for o in gc.get_objects()), path
+
+
+def test_without_ctypes_or_on_another_interpreter_objects_stay_tracked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def tracked_after_untrack() -> bool:
+        obj: dict[str, Any] = {"a": []}
+        _lazy._gc_untracker()(obj)
+        return gc.is_tracked(obj)
+
+    assert not tracked_after_untrack()  # CPython with ctypes
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "ctypes", None)  # `import ctypes` raises ImportError
+        assert tracked_after_untrack()
+    with monkeypatch.context() as m:
+        m.setattr(sys, "implementation", types.SimpleNamespace(name="pypy"))
+        assert tracked_after_untrack()
 
 
 def test_storing_a_container_into_a_decoded_object_tracks_it_again() -> None:
