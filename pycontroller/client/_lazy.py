@@ -21,10 +21,13 @@ atomic values: an object decoded from JSON is a tree, so no collection could eve
 and walking a cache of them is pure cost. Untracked, a cache of 150,000 pods adds nothing
 to any collection: no full collections while it grows and no long young collections under
 bursts of updates (``docs/performance.md``, "The garbage collector"). It is still freed by
-reference counting as soon as it is replaced or deleted. Storing a container into one
-tracks it again (``dict`` does that), so an object changed by a transform, or one whose
-``spec`` was read, is collected as usual. A reference cycle made by mutating a nested value
-in place would never be collected: cached objects must not be mutated anyway.
+reference counting as soon as it is replaced or deleted. What such an object decodes on
+first read (its ``spec``, say) is untracked the same way, container by container: a handler
+that reads every object would otherwise put ~45 tracked containers per pod back into every
+collection. Storing a container into one tracks it again (``dict`` does that), so an
+object changed by a transform is collected as usual, and so is what it decodes from then
+on. A reference cycle made by mutating a nested value in place (``list.append`` of an
+ancestor, say) would never be collected: cached objects must not be mutated anyway.
 
 A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items``,
 ``values``, ``==``, ``copy``, ``repr``, ``json.dumps``, ``dict(obj)``, ``{**obj}``,
@@ -40,8 +43,10 @@ under a module lock). Writes follow ``dict`` rules (cached objects are never wri
 from __future__ import annotations
 
 import copy
+import gc
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from operator import attrgetter
 from typing import Any, Final
@@ -74,6 +79,22 @@ def _gc_untracker() -> Callable[[object], None]:
 
 
 _untrack: Final = _gc_untracker()
+_is_tracked: Final = gc.is_tracked
+_referents: Final = gc.get_referents
+_consume: Final = deque[None](maxlen=0).extend  # runs an iterator to its end
+
+
+def _untrack_tree(root: Any) -> None:
+    """Untrack every container of a value ``orjson.loads`` just made (dicts and lists: a
+    tree, so no cycles), one level at a time: ``gc.get_referents`` lists a level's children
+    in one C call, and the tracked ones among them are exactly the containers left to untrack
+    (CPython never tracks a dict that holds only strings and numbers)."""
+    level = [root] if _is_tracked(root) else []
+    while level:
+        _consume(map(_untrack, level))
+        level = [child for child in _referents(*level) if _is_tracked(child)]
+
+
 _OBJECT: Final = ord("{")
 _OPENERS: Final = frozenset({_OBJECT, ord("[")})  # first byte of an object or array
 
@@ -372,7 +393,15 @@ class LazyObject(dict[str, Any]):
                 return  # another thread got here first
             # The fragment's bytes: orjson writes them out as they are (a copy, once per key).
             raw = orjson.dumps(dict.__getitem__(self, key))
-            dict.__setitem__(self, key, orjson.loads(raw))
+            value = orjson.loads(raw)
+            # An object out of the collector's sight keeps what it decodes out too (see the
+            # module docstring); one that something made tracked again stays as it is.
+            untracked = not _is_tracked(self)
+            if untracked:
+                _untrack_tree(value)
+            dict.__setitem__(self, key, value)  # (this tracks self again: undo it)
+            if untracked:
+                _untrack(self)
             self._lazy = _without(lazy, key)
 
     def materialize(self) -> LazyObject:

@@ -54,5 +54,6 @@ def test_cached_objects_are_lazy_and_equal_to_the_server_state(
         server["metadata"].pop("managedFields", None)
         assert orjson.loads(orjson.dumps(cached)) == server  # the stored JSON, as served
         assert cached["data"] == {"v": value} and cached == server
+        assert not gc.is_tracked(cached)  # what it decoded on read stays out too
     stop.set()
     factory.shutdown(10)
