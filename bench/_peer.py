@@ -249,10 +249,19 @@ def run_pycontroller(args: argparse.Namespace) -> dict[str, Any]:
     factory = SharedInformerFactory(client, namespace=args.namespace)
     informer = factory.informer_for(PODS)
 
+    reads = args.handler == "reads"
+
+    def on_add(obj: Any, initial: bool) -> None:
+        if reads:
+            obj["spec"], obj["status"]  # decoded on first read
+        rec.add()
+
     def on_update(old: Any, new: Any) -> None:
+        if reads:
+            new["spec"], new["status"]
         rec.update((new["metadata"].get("annotations") or {}).get(SENT))
 
-    informer.add_event_handler(on_add=lambda obj, initial: rec.add(), on_update=on_update)
+    informer.add_event_handler(on_add=on_add, on_update=on_update)
     factory.start(stop)
     # Poll every millisecond (the default 50 ms would blur small syncs).
     if not wait_for_cache_sync(stop, informer.has_synced, timeout=900, interval=0.001):
@@ -432,6 +441,10 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=20000)
     parser.add_argument("--queue-items", type=int, default=200000)
     parser.add_argument("--relist", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--handler", choices=("noop", "reads"), default="noop",
+                        help="reads: the informer's handler reads each object's spec and "
+                             "status (pycontroller decodes them then; the official client's "
+                             "models and client-go's structs are decoded already)")
     args = parser.parse_args()
     if args.peer == "pycontroller":  # the official peers run in a venv of their own
         import structlog

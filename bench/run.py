@@ -119,6 +119,8 @@ def peer_command(peer: str, *, kubeconfig: str, namespace: str, expect: int, con
               "--scenario", scenario, "--rates", opts.rates,
               "--phase-seconds", str(opts.phase_seconds), "--burst", str(burst),
               "--queue-items", str(opts.queue_items)]
+    if peer == "pycontroller" and opts.handler != "noop":
+        common += ["--handler", opts.handler]
     if control:
         common += ["--control", control]
         if expect > opts.relist_max:
@@ -285,7 +287,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("notes"):
         out += [f"- {n}" for n in report["notes"]] + [""]
-    curve = [g for g in report["groups"] if g["scenario"] == "informer"]
+    curve = [g for g in report["groups"] if _is_sync_group(g)]
     if curve:
         out += ["## Sync cost against N", "",
                 "| server | shape | N | peer | sync s (median) | KB/pod | steady RSS MiB |",
@@ -303,7 +305,9 @@ def markdown(report: dict[str, Any]) -> str:
     for g in report["groups"]:
         peers = [p for p in ALL_PEERS if p in g["peers"]]
         title = (f"## {g['server']}, {g['objects']} pods of the {g['shape']} shape "
-                 f"({g['pod_bytes']} B of JSON per pod as served), {g['scenario']}")
+                 f"({g['pod_bytes']} B of JSON per pod as served), {g['scenario']}"
+                 + (", the handler reads spec and status" if g.get("handler") == "reads"
+                    else ""))
         out += [title, ""]
         if g["scenario"] == "reconcile":
             out += [*_table(g, RECONCILE_COLUMNS, peers), ""]
@@ -369,7 +373,7 @@ def run_group(report: dict[str, Any], *, server: str, shape: str, objects: int, 
         report.get("apiserver_pod_bytes", 0))
     report.setdefault("groups", []).append({
         "server": server, "shape": shape, "objects": objects, "scenario": scenario,
-        "pod_bytes": pod_bytes,
+        "handler": opts.handler, "pod_bytes": pod_bytes,
         "peers": {p: {"stats": aggregate(r), "runs": r,
                       "errors": [x["error"] for x in r if "error" in x]}
                   for p, r in runs.items()},
@@ -479,6 +483,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rates", default="100,1000,5000")
     p.add_argument("--phase-seconds", type=float, default=2.0)
     p.add_argument("--burst", type=int, default=20000)
+    p.add_argument("--handler", choices=("noop", "reads"), default="noop",
+                   help="reads: pycontroller's handler reads each object's spec and status "
+                        "(the other peers' objects are decoded already)")
     p.add_argument("--official-burst", type=int, default=2000)
     p.add_argument("--queue-items", type=int, default=200000)
     p.add_argument("--timeout", type=float, default=900.0, help="per peer run, seconds")
@@ -503,12 +510,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return opts
 
 
+def _is_sync_group(group: dict[str, Any]) -> bool:
+    """An informer group with the no-op handler (the sync curve and the README table)."""
+    return bool(group["scenario"] == "informer" and group.get("handler", "noop") == "noop")
+
+
 def summary(report: dict[str, Any]) -> str:
     """The short table for the README: initial sync of each informer group, medians."""
     lines = ["| server, N pods | peer | sync s | CPU s | steady RSS MiB | KB/pod |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for g in report["groups"]:
-        if g["scenario"] != "informer":
+        if not _is_sync_group(g):
             continue
         ref = g["peers"].get(REFERENCE, {}).get("stats") or {}
         for peer in ALL_PEERS:
