@@ -271,6 +271,7 @@ def run_pycontroller(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     freeze_cache()  # what the Manager does once every cache synced
     out["freeze_s"] = time.perf_counter() - t0
+    out["handler"] = args.handler
     measure_sync(out, started, cpu0, baseline, n)
     out["sync_s"] -= out["freeze_s"]
     if args.control:
