@@ -306,8 +306,8 @@ def markdown(report: dict[str, Any]) -> str:
         peers = [p for p in ALL_PEERS if p in g["peers"]]
         title = (f"## {g['server']}, {g['objects']} pods of the {g['shape']} shape "
                  f"({g['pod_bytes']} B of JSON per pod as served), {g['scenario']}"
-                 + (", the handler reads spec and status" if g.get("handler") == "reads"
-                    else ""))
+                 + (", the handler reads spec and status"
+                    if g["scenario"] == "informer" and g.get("handler") == "reads" else ""))
         out += [title, ""]
         if g["scenario"] == "reconcile":
             out += [*_table(g, RECONCILE_COLUMNS, peers), ""]
