@@ -1,10 +1,10 @@
 """Keeping a big object cache out of CPython's full garbage collections.
 
-Cached objects straight from the decoders are untracked (``pycontroller.client._lazy``), so
-they cost collections nothing; an object a handler has read (its decoded ``spec``), or into
-which a transform stored a container, is tracked again. A cache of decoded JSON holds about
-85 gc-tracked containers per pod; every full (gen-2) collection walks all of them, which
-costs about 0.4 to 0.9 s per 10,000 cached pods on CPython 3.11 (see
+Cached objects straight from the decoders are untracked (``pycontroller.client._lazy``), and
+so is what they decode when read, so they cost collections nothing; an object into which a
+transform (or anything else) stored a container is tracked again. A cache of decoded JSON
+holds about 85 gc-tracked containers per pod; every full (gen-2) collection walks all of
+them, which costs about 0.4 to 0.9 s per 10,000 cached pods on CPython 3.11 (see
 ``docs/concepts/cache.md``). Decoded API objects contain no reference cycles, so the cyclic
 GC can never free them: walking them is pure cost. :func:`freeze_cache` moves everything
 tracked at that moment into the permanent generation, which collections skip.
