@@ -28,6 +28,7 @@ import structlog
 from pycontroller._util._logging import exception_fields
 from pycontroller.cache._keys import DeletedFinalStateUnknown, ObjectKey, meta_namespace_key
 from pycontroller.cache._store import KeyFunc, KeyListerGetter
+from pycontroller.client._lazy import leave_gc
 from pycontroller.errors import ShutDownError
 
 __all__ = ["Delta", "DeltaType", "ProcessFunc", "Queue", "TransformFunc"]
@@ -307,18 +308,21 @@ class _FIFOBase(Generic[_T]):
         return self._populated and self._initial_population_count == 0
 
     def _incoming(self, obj: _T) -> _T:
-        """Apply the transform to an object arriving from the reflector.
+        """Apply the transform to an object arriving from the reflector, then take it out
+        of the cyclic GC's sight if it is a decoded ``LazyObject`` the transform stored no
+        container into (:func:`~pycontroller.client._lazy.leave_gc`: cached objects are
+        never mutated, so they can never be garbage of a cycle).
 
         A transform that raises does not lose the object: it is queued untransformed and
         the failure is logged (``transform_failed``) — the cache then mirrors the server.
         """
-        if self._transform is None:
-            return obj
-        try:
-            return self._transform(obj)
-        except Exception as exc:
-            _log.error("transform_failed", **exception_fields(exc))
-            return obj
+        if self._transform is not None:
+            try:
+                obj = self._transform(obj)
+            except Exception as exc:
+                _log.error("transform_failed", **exception_fields(exc))
+        leave_gc(obj)
+        return obj
 
     def _incoming_deletion(
         self, obj: _T | DeletedFinalStateUnknown[_T]

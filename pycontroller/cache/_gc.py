@@ -1,8 +1,9 @@
 """Keeping a big object cache out of CPython's full garbage collections.
 
-Cached objects straight from the decoders are untracked (``pycontroller.client._lazy``), and
-so is what they decode when read, so they cost collections nothing; an object into which a
-transform (or anything else) stored a container is tracked again. A cache of decoded JSON
+Cached objects are untracked as the informer's FIFO queues them
+(``pycontroller.client._lazy.leave_gc``), and so is what they decode when read, so they cost
+collections nothing; an object into which the transform (or anything else) stored a
+container is tracked. A cache of decoded JSON
 holds about 85 gc-tracked containers per pod; every full (gen-2) collection walks all of
 them, which costs about 0.4 to 0.9 s per 10,000 cached pods on CPython 3.11 (see
 ``docs/concepts/cache.md``). Decoded API objects contain no reference cycles, so the cyclic

@@ -15,19 +15,24 @@ or ``status``. Each kept raw value is copied once, straight out of the
 line (no intermediate copies: fewer holes in the allocator's heap once the line is freed),
 and the names of the undecoded keys live in a tuple shared by every object of that shape.
 
-The decoders hand out ``LazyObject``s (the object and its ``metadata``) untracked by the
-cyclic garbage collector, as CPython itself untracks dicts and tuples that hold only
-atomic values: an object decoded from JSON is a tree, so no collection could ever free it,
-and walking a cache of them is pure cost. Untracked, a cache of 150,000 pods adds nothing
-to any collection: no full collections while it grows and no long young collections under
-bursts of updates (``docs/performance.md``, "The garbage collector"). It is still freed by
-reference counting as soon as it is replaced or deleted. What such an object decodes on
-first read (its ``spec``, say) is untracked the same way, container by container: a handler
-that reads every object would otherwise put ~45 tracked containers per pod back into every
-collection. Storing a container into one tracks it again (``dict`` does that), so an
-object changed by a transform is collected as usual, and so is what it decodes from then
-on. A reference cycle made by mutating a nested value in place (``list.append`` of an
-ancestor, say) would never be collected: cached objects must not be mutated anyway.
+An informer's FIFO takes each ``LazyObject`` it queues (the object and its ``metadata``)
+out of the cyclic garbage collector's sight (:func:`leave_gc`, after the transform), as
+CPython itself untracks dicts and tuples that hold only atomic values: an object decoded
+from JSON is a tree, and a cached one is never mutated, so no collection could ever free
+it, and walking a cache of them is pure cost. The decoders hand out tracked objects: a
+caller's own objects from ``Client.list`` or ``Client.watch`` may be changed freely, and a
+cycle made through an untracked object (a back-reference stored into a nested value tracks
+that value, not the object) would never be collected. Untracked, a cache of 150,000 pods
+adds nothing to any collection: no full collections while it grows and no long young
+collections under bursts of updates (``docs/performance.md``, "The garbage collector"). It
+is still freed by reference counting as soon as it is replaced or deleted. What such an
+object decodes on first read (its ``spec``, say) is untracked the same way, container by
+container: a handler that reads every object would otherwise put ~45 tracked containers per
+pod back into every collection. An object into which the transform stored a container stays
+tracked, and so does what it decodes; storing a container into one tracks it again
+(``dict`` does that). A reference cycle made by mutating a nested value in place
+(``list.append`` of an ancestor, say) would never be collected: cached objects must not be
+mutated anyway.
 
 A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items``,
 ``values``, ``==``, ``copy``, ``repr``, ``json.dumps``, ``dict(obj)``, ``{**obj}``,
@@ -56,7 +61,7 @@ import msgspec.structs
 import orjson
 from msgspec import UNSET, UnsetType
 
-__all__ = ["EventDecoder", "LazyObject", "loads_event", "loads_list"]
+__all__ = ["EventDecoder", "LazyObject", "leave_gc", "loads_event", "loads_list"]
 
 _LOCK: Final = threading.Lock()
 
@@ -82,6 +87,26 @@ _untrack: Final = _gc_untracker()
 _is_tracked: Final = gc.is_tracked
 _referents: Final = gc.get_referents
 _consume: Final = deque[None](maxlen=0).extend  # runs an iterator to its end
+
+
+def leave_gc(obj: object) -> None:
+    """Take a decoder-built object entering a cache out of the cyclic GC's sight: untrack
+    it and its ``metadata`` unless they hold a tracked container (something a transform
+    stored); anything else is left as it is. Only for objects nobody mutates from then on
+    (cached objects): a container stored later into a nested value tracks that value,
+    not the object, so a cycle through the object would never be collected. A caller's
+    own objects (``Client.list``, ``Client.watch``) therefore stay tracked."""
+    if type(obj) is not LazyObject:
+        return
+    meta = dict.get(obj, "metadata")
+    if type(meta) is LazyObject and _is_tracked(meta) and not _holds_tracked(meta):
+        _untrack(meta)
+    if _is_tracked(obj) and not _holds_tracked(obj):
+        _untrack(obj)
+
+
+def _holds_tracked(obj: dict[str, Any]) -> bool:
+    return any(map(_is_tracked, dict.values(obj)))
 
 
 def _untrack_tree(root: Any) -> None:
@@ -288,7 +313,6 @@ class LazyObject(dict[str, Any]):
                 dict.__setitem__(obj, key, decoded)
         if lazy:
             obj._lazy = _shared(tuple(lazy))
-        _untrack(obj)
         return obj
 
     @classmethod
@@ -332,7 +356,6 @@ class LazyObject(dict[str, Any]):
             else:
                 setitem(obj, "status", _scalar(data))
         obj._lazy = lazy
-        _untrack(obj)
         return obj
 
     @classmethod
@@ -354,7 +377,6 @@ class LazyObject(dict[str, Any]):
         dict.update(meta, fields)
         if lazy:
             meta._lazy = _shared(lazy)
-        _untrack(meta)
         return meta
 
     @classmethod
@@ -381,7 +403,6 @@ class LazyObject(dict[str, Any]):
             dict.__setitem__(meta, key, decoded)
         if lazy:
             meta._lazy = _shared(tuple(lazy))
-        _untrack(meta)
         return meta
 
     # ---- decoding ----------------------------------------------------------------------

@@ -11,12 +11,13 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
 
+from pycontroller.cache import DeltaFIFO, RealFIFO, ThreadSafeStore
 from pycontroller.cache._mutation_detector import CacheMutationDetector
 from pycontroller.cache._shared_informer import strip_managed_fields
 from pycontroller.client import _lazy
@@ -102,21 +103,35 @@ def test_decode_event_builds_lazy_objects_and_still_rejects_bad_lines() -> None:
             decode_event(line)
 
 
-def decoded_pods() -> Iterator[tuple[str, LazyObject]]:
+def decoded_pods(
+    prepare: Callable[[LazyObject], LazyObject] = lambda obj: obj,
+) -> Iterator[tuple[str, LazyObject]]:
     """The same pod from each decoding path: general and one-pass, watch line and page."""
     general = {**POD, "extra": {"x": 1}}  # not the kind/apiVersion/metadata/spec/status shape
     shaped = {k: v for k, v in POD.items() if k in ("apiVersion", "kind", "metadata", "spec",
                                                     "status")}
     for name, source in (("general", general), ("shaped", shaped)):
         line = orjson.dumps({"type": "ADDED", "object": source})
-        yield f"{name} event", loads_event(line)["object"]
-        yield f"{name} stream", EventDecoder()(line)["object"]
-        yield f"{name} page", loads_list(orjson.dumps({"items": [source]}))["items"][0]
+        yield f"{name} event", prepare(loads_event(line)["object"])
+        yield f"{name} stream", prepare(EventDecoder()(line)["object"])
+        yield f"{name} page", prepare(loads_list(orjson.dumps({"items": [source]}))["items"][0])
 
 
-def test_a_decoded_pod_holds_no_gc_tracked_container() -> None:
-    for path, obj in decoded_pods():
-        strip_managed_fields(obj)
+def cached(obj: LazyObject) -> LazyObject:
+    """``obj`` as an informer caches it: the default transform, then ``leave_gc`` (what
+    the FIFOs do with every incoming object)."""
+    strip_managed_fields(obj)
+    _lazy.leave_gc(obj)
+    return obj
+
+
+def cached_pods() -> Iterator[tuple[str, LazyObject]]:
+    """:func:`decoded_pods` as an informer caches them (no reference kept here)."""
+    return decoded_pods(cached)
+
+
+def test_a_cached_pod_holds_no_gc_tracked_container() -> None:
+    for path, obj in cached_pods():
         meta = dict.__getitem__(obj, "metadata")
         tracked = [o for o in (obj, meta, *dict.values(obj), *dict.values(meta))
                    if gc.is_tracked(o)]
@@ -156,8 +171,8 @@ def containers(value: Any) -> list[Any]:
     return found
 
 
-def test_what_a_decoded_pod_decodes_on_read_stays_untracked() -> None:
-    for path, obj in decoded_pods():
+def test_what_a_cached_pod_decodes_on_read_stays_untracked() -> None:
+    for path, obj in cached_pods():
         assert obj["spec"]["containers"][0]["ports"] == [{"containerPort": 80}]
         obj.materialize()  # status, metadata.ownerReferences and managedFields too
         assert obj["spec"] == POD["spec"] and obj["status"] == POD["status"], path
@@ -172,7 +187,7 @@ def test_storing_a_container_into_a_decoded_object_tracks_it_again() -> None:
     class Sentinel:
         pass
 
-    for path, obj in decoded_pods():
+    for path, obj in cached_pods():
         obj["extra"] = {"a": [1]}  # as a transform might
         assert gc.is_tracked(obj), path
         spec = obj["spec"]  # decoded into a tracked object: left to the collector
@@ -290,3 +305,55 @@ def test_list_pages_decode_items_lazily() -> None:
     assert loads_list(b'{"items":[1]}') == {"items": [1]}
     with pytest.raises(orjson.JSONDecodeError):
         loads_list(b"{nope")
+
+
+def test_objects_a_caller_lists_or_watches_are_collected_like_dicts() -> None:
+    """Untracking is for cached objects only: a caller's own objects from ``Client.list``
+    or ``Client.watch`` (here their decoders) keep the collector's usual guarantees, so an
+    owner graph built on them with back-references is freed once dropped."""
+
+    class Node:
+        pod: Any = None
+
+    for path, pod in decoded_pods():
+        assert gc.is_tracked(pod) and gc.is_tracked(pod["metadata"]), path
+        node = Node()
+        node.pod = pod  # the caller's node → the object → ... → the node again
+        pod["spec"]["containers"][0]["node"] = node
+        pod["metadata"]["ownerReferences"][0]["resolved"] = node
+        freed = weakref.ref(node)
+        del node, pod
+        gc.collect()
+        assert freed() is None, path
+
+
+def test_the_fifos_untrack_what_they_queue_unless_the_transform_stored_a_container() -> None:
+    def tag(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"]["tags"] = ["x"]  # a container into the metadata
+        return obj
+
+    for fifo_type in (DeltaFIFO, RealFIFO):
+        for path, obj in decoded_pods():
+            plain = fifo_type(transform=strip_managed_fields, known_objects=ThreadSafeStore())
+            plain.add(obj)
+            assert not gc.is_tracked(obj), (fifo_type, path)
+            assert not gc.is_tracked(obj["metadata"]), (fifo_type, path)
+        for path, obj in decoded_pods():
+            listed = fifo_type(transform=strip_managed_fields, known_objects=ThreadSafeStore())
+            listed.replace([obj], "1")
+            assert not gc.is_tracked(obj), (fifo_type, path)
+        for path, obj in decoded_pods():
+            tagged = fifo_type(transform=tag, known_objects=ThreadSafeStore())
+            tagged.update(obj)
+            # the metadata holds a tracked list, and the object a tracked metadata
+            assert gc.is_tracked(obj["metadata"]) and gc.is_tracked(obj), (fifo_type, path)
+
+
+def test_leave_gc_leaves_other_objects_and_stored_containers_alone() -> None:
+    plain: dict[str, Any] = {"a": []}
+    _lazy.leave_gc(plain)
+    assert gc.is_tracked(plain)
+    for path, obj in decoded_pods():
+        assert obj["spec"]  # decoded while tracked: a tracked tree
+        _lazy.leave_gc(obj)
+        assert gc.is_tracked(obj) and not gc.is_tracked(obj["metadata"]), path
