@@ -77,7 +77,9 @@ def _gc_untracker() -> Callable[[object], None]:
     pythonapi = getattr(ctypes, "pythonapi", None)
     if sys.implementation.name != "cpython" or pythonapi is None:
         return lambda obj: None
-    untrack = pythonapi.PyObject_GC_UnTrack
+    # Its own function object: pythonapi.PyObject_GC_UnTrack is one cached object per
+    # process, whose argtypes another library may set otherwise.
+    untrack = pythonapi["PyObject_GC_UnTrack"]
     untrack.argtypes = [ctypes.py_object]
     untrack.restype = None
     return untrack  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import gc
 import json
 import operator
@@ -357,3 +358,20 @@ def test_leave_gc_leaves_other_objects_and_stored_containers_alone() -> None:
         assert obj["spec"]  # decoded while tracked: a tracked tree
         _lazy.leave_gc(obj)
         assert gc.is_tracked(obj) and not gc.is_tracked(obj["metadata"]), path
+
+
+def test_the_untracker_is_its_own_function_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ctypes.pythonapi.X`` is one cached object per process: another library setting its
+    ``argtypes`` (say ``c_void_p`` for ``id(obj)``) must not change how pycontroller calls
+    ``PyObject_GC_UnTrack``, nor pycontroller's settings how that library calls it."""
+    shared = ctypes.pythonapi.PyObject_GC_UnTrack
+    monkeypatch.setattr(shared, "argtypes", [ctypes.c_void_p])  # the other library
+    untrack = _lazy._gc_untracker()
+    assert untrack is not shared and shared.argtypes == [ctypes.c_void_p]
+    obj: dict[str, Any] = {"a": []}
+    untrack(obj)
+    _lazy._untrack(obj)  # the module's own, made at import
+    assert not gc.is_tracked(obj)
+    obj["b"] = []
+    shared(id(obj))  # the other library's call still works
+    assert not gc.is_tracked(obj)
