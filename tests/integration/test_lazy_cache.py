@@ -55,5 +55,8 @@ def test_cached_objects_are_lazy_and_equal_to_the_server_state(
         assert orjson.loads(orjson.dumps(cached)) == server  # the stored JSON, as served
         assert cached["data"] == {"v": value} and cached == server
         assert not gc.is_tracked(cached)  # what it decoded on read stays out too
+    # the caller's own objects (not cached) stay with the collector: they may be changed
+    (listed, *_) = kube_client.list(CONFIGMAPS, kube_namespace)["items"]
+    assert isinstance(listed, LazyObject) and gc.is_tracked(listed)
     stop.set()
     factory.shutdown(10)
