@@ -2,13 +2,12 @@
 
 Cached objects are untracked as the informer's FIFO queues them
 (``pycontroller.client._lazy.leave_gc``), and so is what they decode when read, so they cost
-collections nothing; an object into which the transform (or anything else) stored a
-container is tracked. A cache of decoded JSON
-holds about 85 gc-tracked containers per pod; every full (gen-2) collection walks all of
-them, which costs about 0.4 to 0.9 s per 10,000 cached pods on CPython 3.11 (see
-``docs/concepts/cache.md``). Decoded API objects contain no reference cycles, so the cyclic
-GC can never free them: walking them is pure cost. :func:`freeze_cache` moves everything
-tracked at that moment into the permanent generation, which collections skip.
+collections nothing; an object into which the transform stored anything but JSON values stays
+tracked. A cache of decoded JSON holds about 85 gc-tracked containers per pod; every full
+(gen-2) collection walks all of them, which costs about 0.4 to 0.9 s per 10,000 cached pods on
+CPython 3.11 (see ``docs/concepts/cache.md``). Decoded API objects contain no reference cycles,
+so the cyclic GC can never free them: walking them is pure cost. :func:`freeze_cache` moves
+everything tracked at that moment into the permanent generation, which collections skip.
 
 Owner: the ``Manager`` calls it, once every handler has seen its initial list; nothing else
 in pycontroller does (not the informers, not the factory), because ``gc.freeze`` is

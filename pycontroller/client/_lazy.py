@@ -28,11 +28,11 @@ collections under bursts of updates (``docs/performance.md``, "The garbage colle
 is still freed by reference counting as soon as it is replaced or deleted. What such an
 object decodes on first read (its ``spec``, say) is untracked the same way, container by
 container: a handler that reads every object would otherwise put ~45 tracked containers per
-pod back into every collection. An object into which the transform stored a container stays
-tracked, and so does what it decodes; storing a container into one tracks it again
-(``dict`` does that). A reference cycle made by mutating a nested value in place
-(``list.append`` of an ancestor, say) would never be collected: cached objects must not be
-mutated anyway.
+pod back into every collection. An object into which the transform stored anything but
+JSON values stays tracked (with every container on the way to it), and so does what it
+decodes. A reference cycle made by mutating a cached object would never be collected
+(CPython up to 3.13 tracks a dict again when a container is stored into it, 3.14 does not,
+and no version does for ``list.append``): cached objects must not be mutated anyway.
 
 A ``LazyObject`` is a ``dict``: every read (``[]``, ``get``, iteration, ``items``,
 ``values``, ``==``, ``copy``, ``repr``, ``json.dumps``, ``dict(obj)``, ``{**obj}``,
@@ -93,29 +93,42 @@ _consume: Final = deque[None](maxlen=0).extend  # runs an iterator to its end
 
 def leave_gc(obj: object) -> None:
     """Take a decoder-built object entering a cache out of the cyclic GC's sight: untrack
-    it and its ``metadata`` unless they hold a tracked container (something a transform
-    stored); anything else is left as it is. Only for objects nobody mutates from then on
-    (cached objects): a container stored later into a nested value tracks that value,
-    not the object, so a cycle through the object would never be collected. A caller's
-    own objects (``Client.list``, ``Client.watch``) therefore stay tracked."""
-    if type(obj) is not LazyObject:
-        return
-    meta = dict.get(obj, "metadata")
-    if type(meta) is LazyObject and _is_tracked(meta) and not _holds_tracked(meta):
-        _untrack(meta)
-    if _is_tracked(obj) and not _holds_tracked(obj):
-        _untrack(obj)
+    every container in it (the object, its ``metadata``, their dicts and lists) that holds
+    only JSON values, bottom up; one that holds anything else the collector tracks (an
+    object a transform stored, say) stays tracked, and so do its ancestors. Anything but a
+    ``LazyObject`` is left as it is.
+
+    Only for objects nobody mutates from then on (cached objects): a container stored
+    later into an untracked one does not make it tracked again on every CPython (3.14
+    tracks dicts from birth and no longer re-tracks them on insert), so a cycle through it
+    would never be collected. A caller's own objects (``Client.list``, ``Client.watch``)
+    therefore stay tracked."""
+    if type(obj) is LazyObject:
+        _leave_gc(obj)
 
 
-def _holds_tracked(obj: dict[str, Any]) -> bool:
-    return any(map(_is_tracked, dict.values(obj)))
+def _leave_gc(container: dict[str, Any] | list[Any]) -> bool:
+    """Untrack ``container`` if it holds only values the collector does not track once
+    their own containers are untracked (JSON scalars, raw fragments, containers of such);
+    whether it did. A container already untracked holds only such values (CPython tracks
+    a dict or list holding anything it tracks), so it is not walked."""
+    if not _is_tracked(container):
+        return True
+    json_only = True
+    for value in dict.values(container) if isinstance(container, dict) else container:
+        if _is_tracked(value) and not (type(value) in _CONTAINERS and _leave_gc(value)):
+            json_only = False
+    if json_only:
+        _untrack(container)
+    return json_only
 
 
 def _untrack_tree(root: Any) -> None:
     """Untrack every container of a value ``orjson.loads`` just made (dicts and lists: a
     tree, so no cycles), one level at a time: ``gc.get_referents`` lists a level's children
     in one C call, and the tracked ones among them are exactly the containers left to untrack
-    (CPython never tracks a dict that holds only strings and numbers)."""
+    (up to 3.13 CPython does not track a dict that holds only strings and numbers; 3.14
+    tracks every dict, so all of them are untracked here)."""
     level = [root] if _is_tracked(root) else []
     while level:
         _consume(map(_untrack, level))
@@ -422,7 +435,7 @@ class LazyObject(dict[str, Any]):
             untracked = not _is_tracked(self)
             if untracked:
                 _untrack_tree(value)
-            dict.__setitem__(self, key, value)  # (this tracks self again: undo it)
+            dict.__setitem__(self, key, value)  # (up to 3.13 this tracks self again: undo it)
             if untracked:
                 _untrack(self)
             self._lazy = _without(lazy, key)
@@ -557,6 +570,9 @@ class LazyObject(dict[str, Any]):
             if lazy is not None and key in lazy:
                 self._lazy = _without(lazy, key)
 
+
+# What leave_gc walks into: the containers of a decoded object.
+_CONTAINERS: Final = frozenset({dict, list, LazyObject})
 
 # _without's answers: the transform drops managedFields from every object of a shape.
 _WITHOUT: dict[tuple[tuple[str, ...], str], tuple[str, ...] | None] = {}
