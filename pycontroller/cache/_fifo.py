@@ -308,10 +308,11 @@ class _FIFOBase(Generic[_T]):
         return self._populated and self._initial_population_count == 0
 
     def _incoming(self, obj: _T) -> _T:
-        """Apply the transform to an object arriving from the reflector, then take it out
-        of the cyclic GC's sight if it is a decoded ``LazyObject`` the transform stored no
-        container into (:func:`~pycontroller.client._lazy.leave_gc`: cached objects are
-        never mutated, so they can never be garbage of a cycle).
+        """Apply the transform to an object arriving from the reflector, then take the
+        JSON containers of a decoded ``LazyObject`` out of the cyclic GC's sight
+        (:func:`~pycontroller.client._lazy.leave_gc`; what the transform stored that is
+        no JSON value stays tracked): cached objects are never mutated, so they can never
+        be garbage of a cycle.
 
         A transform that raises does not lose the object: it is queued untransformed and
         the failure is logged (``transform_failed``) — the cache then mirrors the server.
