@@ -104,20 +104,26 @@ def leave_gc(obj: object) -> None:
     would never be collected. A caller's own objects (``Client.list``, ``Client.watch``)
     therefore stay tracked."""
     if type(obj) is LazyObject:
-        _leave_gc(obj)
+        _leave_gc(obj, set())
 
 
-def _leave_gc(container: dict[str, Any] | list[Any]) -> bool:
+def _leave_gc(container: dict[str, Any] | list[Any], path: set[int]) -> bool:
     """Untrack ``container`` if it holds only values the collector does not track once
     their own containers are untracked (JSON scalars, raw fragments, containers of such);
     whether it did. A container already untracked holds only such values (CPython tracks
-    a dict or list holding anything it tracks), so it is not walked."""
+    a dict or list holding anything it tracks), so it is not walked; one met again below
+    itself (``path``: the ids of its ancestors being walked) is a cycle, left tracked."""
     if not _is_tracked(container):
         return True
+    if id(container) in path:
+        return False
+    path.add(id(container))
     json_only = True
     for value in dict.values(container) if isinstance(container, dict) else container:
-        if _is_tracked(value) and not (type(value) in _CONTAINERS and _leave_gc(value)):
+        if _is_tracked(value) and not (type(value) in _CONTAINERS
+                                       and _leave_gc(value, path)):
             json_only = False
+    path.discard(id(container))
     if json_only:
         _untrack(container)
     return json_only

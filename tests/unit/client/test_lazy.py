@@ -397,3 +397,21 @@ def test_the_untracker_is_its_own_function_object(monkeypatch: pytest.MonkeyPatc
     obj["b"] = []
     shared(id(obj))  # the other library's call still works
     assert not gc.is_tracked(obj)
+
+
+def test_a_cycle_of_json_containers_a_transform_made_stays_tracked() -> None:
+    def loop(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        meta["extra"] = {"back": [meta]}  # metadata → dict → list → metadata
+        return obj
+
+    for path, obj in decoded_pods():
+        fifo = RealFIFO(transform=loop, known_objects=ThreadSafeStore())
+        fifo.add(obj)  # no RecursionError
+        meta = obj["metadata"]
+        assert gc.is_tracked(obj) and gc.is_tracked(meta), path
+        assert gc.is_tracked(meta["extra"]) and gc.is_tracked(meta["extra"]["back"]), path
+        assert not gc.is_tracked(meta["labels"]), path  # off the cycle: untracked
+        gc.collect()
+        del fifo, obj, meta
+        assert gc.collect() >= 3, path  # the metadata, the dict and the list
