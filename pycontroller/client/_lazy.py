@@ -42,7 +42,7 @@ the same object). Scalar top-level values (``kind``, ``apiVersion``) are decoded
 and shared (one copy per distinct short string).
 
 Thread-safety: reads from any number of threads are safe (decoding a key happens once,
-under a module lock). Writes follow ``dict`` rules (cached objects are never written).
+under a reentrant module lock). Writes follow ``dict`` rules (cached objects are never written).
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ from msgspec import UNSET, UnsetType
 
 __all__ = ["EventDecoder", "LazyObject", "leave_gc", "loads_event", "loads_list"]
 
-_LOCK: Final = threading.Lock()
+# Reentrant: a finalizer, gc callback or signal handler may run while a thread decodes
+# (holding the lock) and read another lazy value on that same thread.
+_LOCK: Final = threading.RLock()
 
 
 def _gc_untracker() -> Callable[[object], None]:
@@ -444,7 +446,9 @@ class LazyObject(dict[str, Any]):
             dict.__setitem__(self, key, value)  # (up to 3.13 this tracks self again: undo it)
             if untracked:
                 _untrack(self)
-            self._lazy = _without(lazy, key)
+            current = self._lazy  # (a read reentering on this thread may have changed it)
+            if current is not None and key in current:
+                self._lazy = _without(current, key)
 
     def materialize(self) -> LazyObject:
         """Decode every remaining key now, nested lazy objects (``metadata``) included;

@@ -415,3 +415,33 @@ def test_a_cycle_of_json_containers_a_transform_made_stays_tracked() -> None:
         gc.collect()
         del fifo, obj, meta
         assert gc.collect() >= 3, path  # the metadata, the dict and the list
+
+
+def test_a_read_reentering_a_decode_on_the_same_thread_neither_deadlocks_nor_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A finalizer or gc callback may run while _decode holds the module lock and read
+    # other lazy values: here, inside the decode of outer's spec.
+    outer, other = lazy(), lazy()
+    inner: list[Any] = []
+    entered = threading.Event()
+
+    class Reentrant:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(orjson, name)
+
+        def loads(self, data: bytes) -> Any:
+            if not entered.is_set():  # the outer decode: read two more, once
+                entered.set()
+                inner.append(other["spec"]["nodeName"])  # another object
+                inner.append(outer["status"]["phase"])  # another key of the same object
+            return orjson.loads(data)
+
+    monkeypatch.setattr(_lazy, "orjson", Reentrant())
+    result: list[Any] = []
+    reader = threading.Thread(target=lambda: result.append(outer["spec"]), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "the decode deadlocked on its own lock"
+    assert inner == ["n", "Running"] and result == [POD["spec"]]
+    assert outer.is_decoded("spec") and outer.is_decoded("status")
