@@ -47,6 +47,7 @@ under a reentrant module lock). Writes follow ``dict`` rules (cached objects are
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import sys
@@ -106,7 +107,9 @@ def leave_gc(obj: object) -> None:
     would never be collected. A caller's own objects (``Client.list``, ``Client.watch``)
     therefore stay tracked."""
     if type(obj) is LazyObject:
-        _leave_gc(obj, set())
+        # Nested deeper than the interpreter's recursion limit: left tracked.
+        with contextlib.suppress(RecursionError):
+            _leave_gc(obj, set())
 
 
 def _leave_gc(container: dict[str, Any] | list[Any], path: set[int]) -> bool:

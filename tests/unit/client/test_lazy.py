@@ -445,3 +445,13 @@ def test_a_read_reentering_a_decode_on_the_same_thread_neither_deadlocks_nor_is_
     assert not reader.is_alive(), "the decode deadlocked on its own lock"
     assert inner == ["n", "Running"] and result == [POD["spec"]]
     assert outer.is_decoded("spec") and outer.is_decoded("status")
+
+
+def test_leave_gc_leaves_an_object_nested_deeper_than_the_recursion_limit_tracked() -> None:
+    (_, obj), *_ = decoded_pods()
+    deep: list[Any] = []
+    for _ in range(sys.getrecursionlimit() + 100):  # as a transform might have decoded it
+        deep = [deep]
+    obj["deep"] = deep
+    _lazy.leave_gc(obj)  # no RecursionError out of the FIFO
+    assert gc.is_tracked(obj)
