@@ -1,4 +1,5 @@
-# pod-logger image: pycontroller and the example, no build tools, non-root.
+# pod-logger image: pycontroller (with its C module) and the example, no build tools,
+# non-root.
 #
 # Supply chain: every Python package comes from requirements/*.lock (exact versions and
 # sha256 hashes, pip --require-hashes, wheels only); `./dev test` checks that the locks
@@ -9,10 +10,15 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
+# A C compiler for the optional pycontroller._speedups (hatch_build.py); the image below
+# gets the built wheel, not the compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements/build.lock ./requirements/
 RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/build.lock
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml hatch_build.py README.md LICENSE ./
 COPY pycontroller ./pycontroller
 COPY examples ./examples
 COPY tools/testenv ./tools/testenv

@@ -272,6 +272,9 @@ def run_pycontroller(args: argparse.Namespace) -> dict[str, Any]:
     freeze_cache()  # what the Manager does once every cache synced
     out["freeze_s"] = time.perf_counter() - t0
     out["handler"] = args.handler
+    from pycontroller.client import _lazy
+
+    out["c_module"] = _lazy.SPEEDUPS is not None
     measure_sync(out, started, cpu0, baseline, n)
     out["sync_s"] -= out["freeze_s"]
     if args.control:
@@ -423,6 +426,7 @@ def run_official_watch(args: argparse.Namespace) -> dict[str, Any]:
 
 PEERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "pycontroller": run_pycontroller,
+    "pycontroller-pure": run_pycontroller,  # (main() turns the C module off first)
     "official-informer": run_official_informer,
     "official-watch": run_official_watch,
 }
@@ -447,12 +451,14 @@ def main() -> int:
                              "status (pycontroller decodes them then; the official client's "
                              "models and client-go's structs are decoded already)")
     args = parser.parse_args()
-    if args.peer == "pycontroller":  # the official peers run in a venv of their own
+    if args.peer.startswith("pycontroller"):  # the official peers have a venv of their own
+        if args.peer == "pycontroller-pure":  # before pycontroller is imported
+            os.environ["PYCONTROLLER_PURE_PYTHON"] = "1"
         import structlog
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     if args.scenario == "reconcile":
-        if args.peer != "pycontroller":
+        if not args.peer.startswith("pycontroller"):
             raise SystemExit(f"{args.peer} has no controller runtime")
         out = run_pycontroller_reconcile(args)
     else:

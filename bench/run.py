@@ -17,7 +17,8 @@ Servers:
 
 Peers: ``client-go-json`` and ``client-go-proto`` (bench/clientgo built with the Go toolchain
 at the control plane's client-go version; protobuf only against the apiserver, as the replay
-server speaks JSON), ``pycontroller``, ``official-informer`` and ``official-watch`` (the
+server speaks JSON), ``pycontroller`` (and on request ``pycontroller-pure``: without its C
+module), ``official-informer`` and ``official-watch`` (the
 official client; skipped above ``--official-max`` objects). Each repeat runs every peer once,
 in an order rotated per repeat. Reported: min and median per metric, and the ratio of the
 medians to client-go (JSON). Benchmarks are never timed tests: ``--quick`` only checks that
@@ -50,10 +51,14 @@ sys.path.insert(0, str(HERE))
 import _pods  # noqa: E402
 import _replay  # noqa: E402
 
-PY_PEERS = ("pycontroller", "official-informer", "official-watch")
+PY_PEERS = ("pycontroller", "pycontroller-pure", "official-informer", "official-watch")
 GO_PEERS = ("client-go-json", "client-go-proto")
-ALL_PEERS = ("client-go-json", "client-go-proto", "pycontroller", "official-informer",
-             "official-watch")
+# pycontroller-pure: pycontroller without its C module (PYCONTROLLER_PURE_PYTHON=1), on
+# request (--peers), to show what the module does.
+OURS = ("pycontroller", "pycontroller-pure")
+ALL_PEERS = ("client-go-json", "client-go-proto", "pycontroller", "pycontroller-pure",
+             "official-informer", "official-watch")
+DEFAULT_PEERS = tuple(p for p in ALL_PEERS if p != "pycontroller-pure")
 REFERENCE = "client-go-json"
 
 
@@ -114,12 +119,12 @@ def official_python() -> str:
 def peer_command(peer: str, *, kubeconfig: str, namespace: str, expect: int, control: str,
                  scenario: str, opts: argparse.Namespace, binary: Path | None) -> list[str]:
     """The command line of one peer run."""
-    burst = opts.burst if peer in ("pycontroller", *GO_PEERS) else opts.official_burst
+    burst = opts.burst if peer in (*OURS, *GO_PEERS) else opts.official_burst
     common = ["--kubeconfig", kubeconfig, "--namespace", namespace, "--expect", str(expect),
               "--scenario", scenario, "--rates", opts.rates,
               "--phase-seconds", str(opts.phase_seconds), "--burst", str(burst),
               "--queue-items", str(opts.queue_items)]
-    if peer == "pycontroller" and opts.handler != "noop":
+    if peer in OURS and opts.handler != "noop":
         common += ["--handler", opts.handler]
     if control:
         common += ["--control", control]
@@ -281,7 +286,9 @@ def markdown(report: dict[str, Any]) -> str:
         "process's resident set (`VmRSS`; peak: `VmHWM`), KB/pod its growth from before the "
         "informer started to after sync and a full collection, divided by N.", "",
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, "
-        f"{m['platform']}; shared with other jobs, so absolute times are noisy and the "
+        f"{m['platform']}; pycontroller's C module "
+        f"{'built' if m.get('c_module') else 'not built (pure Python)'} (`pycontroller-pure` "
+        "runs without it); shared with other jobs, so absolute times are noisy and the "
         f"ratios are what to read. Run: {report['started']} UTC, {report['repeats']} repeats, "
         f"command `{report['command']}`.", "",
     ]
@@ -293,7 +300,7 @@ def markdown(report: dict[str, Any]) -> str:
                 "| server | shape | N | peer | sync s (median) | KB/pod | steady RSS MiB |",
                 "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
         for g in curve:
-            for peer in ("client-go-json", "pycontroller"):
+            for peer in ("client-go-json", *OURS):
                 s = g["peers"].get(peer, {}).get("stats") or {}
                 if "sync_s" in s:
                     out.append(
@@ -347,8 +354,11 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    probe = "from pycontroller.client import _lazy; print(_lazy.SPEEDUPS is not None)"
+    built = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=False).stdout.strip() == "True"
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform(terse=True)}
+            "platform": platform.platform(terse=True), "c_module": built}
 
 
 def run_group(report: dict[str, Any], *, server: str, shape: str, objects: int, scenario: str,
@@ -477,7 +487,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--relist-max", type=int, default=10000,
                    help="measure the relist after 410 only up to this many pods")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--peers", default=",".join(ALL_PEERS))
+    p.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                   help=f"of {','.join(ALL_PEERS)}")
     p.add_argument("--official-max", type=int, default=10000,
                    help="on the replay server, skip the official client above this many pods")
     p.add_argument("--rates", default="100,1000,5000")

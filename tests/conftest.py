@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from pycontroller.client import _lazy
+
 
 @pytest.fixture(autouse=True)
 def _no_leaked_threads() -> Iterator[None]:
@@ -21,6 +23,18 @@ def _no_leaked_threads() -> Iterator[None]:
             break
         time.sleep(0.02)
     assert not leaked, f"test leaked threads: {[t.name for t in leaked]}"
+
+
+@pytest.fixture(params=["c", "python"])
+def lazy_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test with the C module building and untracking decoded objects ("c"), then
+    with the pure-Python code ("python"); skipped for "c" where the module was not built
+    (``test_speedups.py`` fails when that happens with a C compiler at hand)."""
+    if request.param == "c" and _lazy.SPEEDUPS is None:
+        pytest.skip("pycontroller._speedups was not built")
+    _lazy._use_speedups(_lazy.SPEEDUPS if request.param == "c" else None)
+    yield request.param
+    _lazy._use_speedups(_lazy.SPEEDUPS)  # (after monkeypatch's undo: the module's own table)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import os
 import sys
 import threading
 from collections import deque
@@ -88,7 +89,7 @@ def _gc_untracker() -> Callable[[object], None]:
     return untrack  # type: ignore[no-any-return]
 
 
-_untrack: Final = _gc_untracker()
+_untrack = _gc_untracker()  # (rebound to the C version by _use_speedups)
 _is_tracked: Final = gc.is_tracked
 _referents: Final = gc.get_referents
 _consume: Final = deque[None](maxlen=0).extend  # runs an iterator to its end
@@ -107,6 +108,9 @@ def leave_gc(obj: object) -> None:
     would never be collected. A caller's own objects (``Client.list``, ``Client.watch``)
     therefore stay tracked."""
     if type(obj) is LazyObject:
+        if _C is not None:
+            _C.leave_gc(obj)  # (the same walk; containers nested over 200 deep stay tracked)
+            return
         # Nested deeper than the interpreter's recursion limit: left tracked.
         with contextlib.suppress(RecursionError):
             _leave_gc(obj, set())
@@ -349,7 +353,7 @@ class LazyObject(dict[str, Any]):
             known = _META_DECODER.decode(value)
         except msgspec.ValidationError:
             return None
-        return cls._meta_from(known)
+        return _build_meta(known)
 
     @classmethod
     def _from_shaped(cls, shaped: _Shaped) -> LazyObject:
@@ -365,7 +369,7 @@ class LazyObject(dict[str, Any]):
             setitem(obj, "apiVersion", api_version if len(api_version) > _INTERN_MAX
                     else _share(api_version, api_version))
         if metadata is not UNSET:
-            setitem(obj, "metadata", cls._meta_from(metadata))
+            setitem(obj, "metadata", _build_meta(metadata))
         lazy = None
         if spec is not UNSET:
             data = bytes(spec)  # the one copy out of the line
@@ -627,7 +631,7 @@ class EventDecoder:
         except msgspec.MsgspecError:
             self._general = 64
             return loads_event(line)
-        return {"type": event.type, "object": LazyObject._from_shaped(event.object)}
+        return {"type": event.type, "object": _build_shaped(event.object)}
 
 
 def loads_event(line: bytes) -> Any:
@@ -643,7 +647,7 @@ def loads_event(line: bytes) -> Any:
 
 def _list_items(raw: msgspec.Raw) -> list[LazyObject]:
     try:  # one pass when every item has the common shape
-        return [LazyObject._from_shaped(item) for item in _SHAPED_ITEMS_DECODER.decode(raw)]
+        return [_build_shaped(item) for item in _SHAPED_ITEMS_DECODER.decode(raw)]
     except msgspec.ValidationError:
         return [LazyObject.from_raw(item) for item in _ITEMS_DECODER.decode(raw)]
 
@@ -664,3 +668,51 @@ def loads_list(data: bytes) -> Any:
     if items is not None:
         page["items"] = items
     return page
+
+
+# ---- the C versions of the per-object steps (pycontroller/_speedups.c) -----------------
+
+_C: Any = None  # the configured pycontroller._speedups in use; None: the Python code above
+_build_shaped: Callable[[_Shaped], LazyObject] = LazyObject._from_shaped
+_build_meta: Callable[[_Meta], LazyObject] = LazyObject._meta_from
+_py_untrack: Final = _untrack
+
+
+def _load_speedups() -> Any:
+    """``pycontroller._speedups``; ``None`` when it was not built (no C compiler at install
+    time), on another interpreter than CPython, or with ``PYCONTROLLER_PURE_PYTHON`` set to
+    anything but ``""`` or ``"0"``."""
+    if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        from pycontroller import _speedups  # noqa: PLC0415  (optional: see above)
+    except ImportError:
+        return None
+    return _speedups
+
+
+def _configuration() -> tuple[Any, ...]:
+    """What ``_speedups.configure`` takes: the objects the C code uses, as they are now."""
+    return (LazyObject, UNSET, orjson.Fragment, _STRINGS, _STRINGS_MAX, _INTERN_MAX,
+            _MSGSPEC_CACHED_KEY, _scalar, orjson.loads, _shared, _SPEC, _STATUS,
+            _SPEC_STATUS, _Shaped.__struct_fields__, _Meta.__struct_fields__,
+            tuple(sorted(_INTERN_FIELDS)), _EAGER_META_FIELDS, _META_RAW_FIELDS)
+
+
+def _use_speedups(module: Any) -> None:
+    """Build, untrack and walk with ``module`` (``_speedups``), configured with this
+    module's current objects (the string table, its bounds, ...), or with the Python code
+    for ``None``. The tests run both."""
+    global _C, _build_shaped, _build_meta, _untrack
+    if module is not None:
+        module.configure(*_configuration())
+    _C = module
+    _build_shaped = LazyObject._from_shaped if module is None else module.from_shaped
+    _build_meta = LazyObject._meta_from if module is None else module.meta_from
+    _untrack = _py_untrack if module is None else module.untrack
+
+
+SPEEDUPS: Final = _load_speedups()
+_use_speedups(SPEEDUPS)

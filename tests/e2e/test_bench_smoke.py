@@ -64,19 +64,25 @@ def test_quick_run_writes_wellformed_reports(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(180)
 def test_a_reading_handler_is_its_own_group_outside_the_sync_curve(tmp_path: Path) -> None:
+    """(Also: the pycontroller-pure peer runs without the C module.)"""
     report, text = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--peers", "pycontroller",
-         "--handler", "reads", "--json", str(report), "--markdown", str(text)],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--peers",
+         "pycontroller,pycontroller-pure", "--handler", "reads",
+         "--json", str(report), "--markdown", str(text)],
         capture_output=True, text=True, timeout=170, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     informer = next(g for g in json.loads(report.read_text())["groups"]
                     if g["scenario"] == "informer")
     assert informer["handler"] == "reads"
-    (run,) = informer["peers"]["pycontroller"]["runs"]
-    assert run["handler"] == "reads"  # the peer was told
-    assert run["throughput"]["complete"] and run["burst_gc_pause_max_ms"] >= 0
+    for peer in ("pycontroller", "pycontroller-pure"):
+        (run,) = informer["peers"][peer]["runs"]
+        assert run["handler"] == "reads"  # the peer was told
+        assert run["throughput"]["complete"] and run["burst_gc_pause_max_ms"] >= 0
+    c_module = json.loads(report.read_text())["machine"]["c_module"]
+    assert informer["peers"]["pycontroller"]["runs"][0]["c_module"] is c_module
+    assert informer["peers"]["pycontroller-pure"]["runs"][0]["c_module"] is False
     md = text.read_text()
     assert "informer, the handler reads spec and status" in md
     assert "## Sync cost against N" not in md  # the curve is for the no-op handler only

@@ -17,7 +17,8 @@ from pycontroller.cache._informer_factory import SharedInformerFactory, wait_for
 from pycontroller.cache._mutation_detector import ENV_CACHE_MUTATION_DETECTOR
 from pycontroller.client import CONFIGMAPS, Client, LazyObject
 
-pytestmark = pytest.mark.integration
+# With the C module (where built) and with the pure-Python code.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("lazy_impl")]
 
 
 @pytest.fixture

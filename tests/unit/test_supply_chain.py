@@ -69,3 +69,18 @@ def test_dockerfile_installs_only_hashed_pins() -> None:
     assert "pip check" in text
     froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
     assert froms and all(f == "${PYTHON_IMAGE}" for f in froms)  # one pinnable base
+
+
+def test_dockerfile_builds_the_c_module() -> None:
+    # The wheel's build hook (pyproject.toml) needs hatch_build.py, and the C module a
+    # compiler in the build stage; without them the image would fail to build, or run the
+    # slower pure-Python code.
+    text = (ROOT / "Dockerfile").read_text()
+    hooks = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert "custom" in hooks["targets"]["wheel"]["hooks"]
+    copies = " ".join(re.findall(r"^COPY (?!--from)([^\n]*)", text, re.MULTILINE))
+    assert "hatch_build.py" in copies.split()
+    build_stage = text.split("FROM ${PYTHON_IMAGE}\n")[0]
+    assert re.search(r"apt-get install [^\n]*\bgcc\b", build_stage)
+    final_stage = text.split("FROM ${PYTHON_IMAGE}\n")[1]
+    assert "apt-get" not in final_stage

@@ -25,6 +25,9 @@ from pycontroller.client import _lazy
 from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
 from pycontroller.client._watch import WatchDecodeError, decode_event
 
+# Every test runs with the C module (where built) and with the pure-Python code.
+pytestmark = pytest.mark.usefixtures("lazy_impl")
+
 POD: dict[str, Any] = {
     "apiVersion": "v1", "kind": "Pod",
     "metadata": {"name": "p", "namespace": "ns", "resourceVersion": "7",

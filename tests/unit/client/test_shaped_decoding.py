@@ -10,10 +10,14 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_strategies import json_scalars, json_values, meta_values
 
 from pycontroller.cache._shared_informer import strip_managed_fields
 from pycontroller.client import _lazy
 from pycontroller.client._lazy import EventDecoder, LazyObject, loads_event, loads_list
+
+# Every test runs with the C module (where built) and with the pure-Python code.
+pytestmark = pytest.mark.usefixtures("lazy_impl")
 
 sys.path.insert(0, str(Path(__file__).parents[3] / "bench"))  # the benchmark's pods
 
@@ -107,6 +111,7 @@ def test_decoding_keeps_the_string_table_within_one_object_of_its_bound(
     monkeypatch.setattr(_lazy, "_STRINGS", table)
     monkeypatch.setattr(_lazy, "_share", table.setdefault)
     monkeypatch.setattr(_lazy, "_STRINGS_MAX", 8)
+    _lazy._use_speedups(_lazy._C)  # the C module takes the new table and bound too
     decoder = EventDecoder()
     for i in range(50):
         decode(decoder, {"kind": f"K{i}", "apiVersion": f"v{i}"})  # no metadata
@@ -117,6 +122,11 @@ def test_decoding_keeps_the_string_table_within_one_object_of_its_bound(
         meta = {"name": "n", "namespace": f"ns{i}", "labels": {"a": f"a{i}", "b": f"b{i}"}}
         decode(decoder, {"kind": "Pod", "apiVersion": "v1", "metadata": meta})
         assert len(table) <= 8 + 5
+    table.clear()
+    for i in range(50):  # the general path (a ConfigMap's data) with a common metadata
+        meta = {"name": "n", "namespace": f"ns{i}", "labels": {"a": f"a{i}", "b": f"b{i}"}}
+        loads_event(line({"metadata": meta, "data": {}}))
+        assert len(table) <= 8 + 3
 
 
 def test_other_shapes_take_the_general_path_and_lose_nothing() -> None:
@@ -148,21 +158,6 @@ def test_the_benchmark_pods_decode_alike() -> None:
         pod = _pods.served(i, "8k")
         assert decode(decoder, pod) == pod
     assert decoder._general == 0
-
-
-json_scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
-json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
-meta_values = st.fixed_dictionaries({}, optional={
-    "name": st.text(max_size=10), "namespace": st.text(max_size=10),
-    "resourceVersion": st.text(max_size=5), "generation": st.integers(0, 2**40),
-    "creationTimestamp": st.none() | st.text(max_size=5),
-    "labels": st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=70)),
-    "annotations": st.dictionaries(st.text(max_size=5), json_scalars, max_size=2),
-    "ownerReferences": json_values, "finalizers": json_values, "managedFields": json_values,
-    "other": json_values,
-})
 
 
 @settings(max_examples=300, deadline=None)

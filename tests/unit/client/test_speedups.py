@@ -1,0 +1,207 @@
+"""The optional C module ``pycontroller._speedups`` builds what the Python code builds.
+
+The decoding tests (test_lazy.py, test_shaped_decoding.py, the integration test of the
+cache) run with both; these compare the two directly and look for what only C can get
+wrong: references leaked or dropped, and the module missing where it should be built.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tracemalloc
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from json_strategies import json_values
+from msgspec import UNSET
+
+from pycontroller.client import _lazy
+from pycontroller.client._lazy import EventDecoder, LazyObject
+
+needs_c = pytest.mark.skipif(_lazy.SPEEDUPS is None, reason="pycontroller._speedups not built")
+
+POD: dict[str, Any] = {
+    "kind": "Pod", "apiVersion": "v1",
+    "metadata": {
+        "name": "web-1", "generateName": "web-", "namespace": "shop", "uid": "u-1",
+        "resourceVersion": "42", "generation": 3, "creationTimestamp": "2026-12-01T00:00:00Z",
+        "labels": {"app": "web", "k" * 40: "v"}, "annotations": {"a": "x" * 100},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": "web", "uid": "r"}],
+        "finalizers": ["example.com/f"], "managedFields": [{"manager": "kubelet"}],
+    },
+    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+    "status": {"phase": "Running"},
+}
+
+
+def _shaped(obj: Any) -> Any:
+    return _lazy._SHAPED_EVENT_DECODER.decode(orjson.dumps({"type": "ADDED", "object": obj}))
+
+
+def test_the_c_module_is_built_where_a_c_compiler_is() -> None:
+    """The build hook (hatch_build.py) compiles it on every install with a compiler; CI
+    machines have one, so the C code is what the suite measures and tests."""
+    if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
+        pytest.skip("PYCONTROLLER_PURE_PYTHON is set")
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc})")
+    assert _lazy.SPEEDUPS is not None, "reinstall the package (./dev test does): " \
+        "pycontroller._speedups was not built or does not import"
+
+
+def test_pure_python_on_request() -> None:
+    code = "from pycontroller.client import _lazy; print(_lazy.SPEEDUPS, _lazy._C)"
+    env = {**os.environ, "PYCONTROLLER_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.split() == ["None", "None"]
+
+
+def same(a: Any, b: Any, path: str = "$") -> None:
+    """``a`` and ``b`` are built alike: same types, key order, pending keys and values."""
+    assert type(a) is type(b), path
+    if isinstance(a, LazyObject):
+        assert a._lazy == b._lazy, path
+        assert a._lazy is b._lazy or a._lazy is None, path  # the shared tuples
+    if isinstance(a, dict):
+        assert list(dict.keys(a)) == list(dict.keys(b)), path
+        for key, value in dict.items(a):
+            same(value, dict.__getitem__(b, key), f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{path}[{i}]")
+    elif isinstance(a, orjson.Fragment):
+        assert orjson.dumps(a) == orjson.dumps(b), path
+    else:
+        assert a == b, path
+
+
+def both(obj: Any) -> tuple[LazyObject, LazyObject]:
+    built = _lazy.SPEEDUPS.from_shaped(_shaped(obj).object)
+    _lazy._use_speedups(None)
+    try:
+        expected = LazyObject._from_shaped(_shaped(obj).object)
+    finally:
+        _lazy._use_speedups(_lazy.SPEEDUPS)
+    return built, expected
+
+
+shaped_meta = st.fixed_dictionaries({}, optional={
+    "name": st.text(max_size=10), "generateName": st.text(max_size=70),
+    "namespace": st.text(max_size=70), "uid": st.text(max_size=5),
+    "resourceVersion": st.text(max_size=5), "generation": st.integers(0, 2**40),
+    "creationTimestamp": st.none() | st.text(max_size=5),
+    "deletionTimestamp": st.none() | st.text(max_size=5),
+    "deletionGracePeriodSeconds": st.none() | st.integers(0, 100),
+    "labels": st.none() | st.dictionaries(st.text(max_size=40), st.text(max_size=70)),
+    "annotations": st.none() | st.dictionaries(st.text(max_size=40), st.text(max_size=70)),
+    "ownerReferences": json_values, "finalizers": json_values, "managedFields": json_values,
+})
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(obj=st.fixed_dictionaries({}, optional={
+    "kind": st.text(max_size=70), "apiVersion": st.text(max_size=70),
+    "metadata": shaped_meta, "spec": json_values, "status": json_values}))
+def test_c_builds_what_python_builds(obj: dict[str, Any]) -> None:
+    built, expected = both(obj)
+    same(built, expected)
+    assert built == obj
+
+
+@needs_c
+@pytest.mark.parametrize("value", [None, 0, "s", True, [], {}, [1, {"a": None}]])
+def test_c_builds_what_python_builds_for_every_kind_of_value(value: Any) -> None:
+    meta = {"name": "n", "labels": None, "annotations": {},
+            "ownerReferences": value, "finalizers": value, "managedFields": value}
+    built, expected = both({"metadata": meta, "spec": value, "status": value})
+    same(built, expected)
+
+
+@needs_c
+def test_no_reference_is_leaked_or_dropped() -> None:
+    decoder = EventDecoder()
+    line = orjson.dumps({"type": "MODIFIED", "object": POD})
+    for _ in range(10):  # the string table and the shared tuples hold their entries
+        decoder(line)
+    watched = [UNSET, orjson.Fragment, LazyObject, _lazy._SPEC_STATUS, _lazy._scalar,
+               *_lazy._Shaped.__struct_fields__, *_lazy._Meta.__struct_fields__,
+               _lazy._STRINGS["shop"], _lazy._STRINGS["web"]]
+    before = [sys.getrefcount(x) for x in watched]
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            obj = decoder(line)["object"]
+            _lazy.leave_gc(obj)
+            del obj
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(x) for x in watched] == before
+    assert grown < 64 * 1024  # one leaked copy of spec per object would be ~100 KB
+
+
+@needs_c
+def test_errors_propagate_and_leak_nothing() -> None:
+    kind = "".join(["Kind", "ForThisTest"])  # one object, made here
+
+    class BadMeta:  # a metadata "struct" without its fields: AttributeError half way
+        pass
+
+    class Shaped:
+        apiVersion, spec, status = UNSET, UNSET, UNSET
+
+        def __init__(self) -> None:
+            self.kind, self.metadata = kind, BadMeta()
+
+    with pytest.raises(AttributeError):
+        _lazy.SPEEDUPS.from_shaped(Shaped())  # (puts kind into the string table)
+    before = sys.getrefcount(kind)
+    for _ in range(100):
+        with pytest.raises(AttributeError):
+            _lazy.SPEEDUPS.from_shaped(Shaped())
+        with pytest.raises(AttributeError):
+            _lazy.SPEEDUPS.meta_from(BadMeta())
+    assert sys.getrefcount(kind) == before
+    assert _lazy._STRINGS[kind] is kind
+
+
+@needs_c
+def test_a_bad_configuration_is_refused_and_the_old_one_kept() -> None:
+    args = list(_lazy._configuration())
+    with pytest.raises(TypeError, match="_lazy must be a slot"):
+        _lazy.SPEEDUPS.configure(type("Plain", (dict,), {"_lazy": None}), *args[1:])
+    with pytest.raises(ValueError, match="no metadata field"):
+        _lazy.SPEEDUPS.configure(*args[:-1], ("ownerReferences", "finalizers", "nope"))
+    built, expected = both(POD)
+    same(built, expected)
+
+
+@needs_c
+@pytest.mark.parametrize(("depth", "tracked"), [(150, False), (250, True)])
+def test_leave_gc_leaves_containers_nested_over_200_deep_tracked(
+    depth: int, tracked: bool,
+) -> None:
+    import gc
+
+    obj = EventDecoder()(orjson.dumps({"type": "ADDED", "object": POD}))["object"]
+    deep: list[Any] = []
+    for _ in range(depth):  # as a transform might have decoded it
+        deep = [deep]
+    obj["deep"] = deep
+    _lazy.leave_gc(obj)
+    assert gc.is_tracked(obj) is tracked
+    assert not gc.is_tracked(dict.__getitem__(obj, "metadata"))
+
