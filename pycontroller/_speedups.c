@@ -562,5 +562,11 @@ PyInit__speedups(void)
     if (empty_tuple == NULL) {
         return NULL;
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* What configure takes: _lazy.py checks it, so a stale build falls back to Python. */
+    if (m != NULL && PyModule_AddIntConstant(m, "ABI", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

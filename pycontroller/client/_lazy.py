@@ -41,6 +41,11 @@ as is. The first read of a lazy key decodes it and keeps the result (later reads
 the same object). Scalar top-level values (``kind``, ``apiVersion``) are decoded eagerly
 and shared (one copy per distinct short string).
 
+The building of each object (``LazyObject._from_shaped``, ``_meta_from``) and
+:func:`leave_gc`'s walk also exist in C (``pycontroller/_speedups.c``), used when that
+module was built; this Python code is the reference both are tested against, and runs
+where the module is missing or ``PYCONTROLLER_PURE_PYTHON`` is set.
+
 Thread-safety: reads from any number of threads are safe (decoding a key happens once,
 under a reentrant module lock). Writes follow ``dict`` rules (cached objects are never written).
 """
@@ -50,9 +55,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import importlib
 import os
 import sys
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from operator import attrgetter
@@ -678,17 +685,30 @@ _build_meta: Callable[[_Meta], LazyObject] = LazyObject._meta_from
 _py_untrack: Final = _untrack
 
 
+_SPEEDUPS_ABI: Final = 1  # what _speedups.c's configure takes (its ABI constant)
+
+
 def _load_speedups() -> Any:
-    """``pycontroller._speedups``; ``None`` when it was not built (no C compiler at install
-    time), on another interpreter than CPython, or with ``PYCONTROLLER_PURE_PYTHON`` set to
-    anything but ``""`` or ``"0"``."""
+    """``pycontroller._speedups``, configured; ``None`` when it was not built (no C
+    compiler at install time), on another interpreter than CPython, with
+    ``PYCONTROLLER_PURE_PYTHON`` set to anything but ``""`` or ``"0"``, or (with a
+    warning) when the built module is not the one this code expects (a stale build)."""
     if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
         return None
     if sys.implementation.name != "cpython":
         return None
     try:
-        from pycontroller import _speedups  # noqa: PLC0415  (optional: see above)
+        _speedups = importlib.import_module("pycontroller._speedups")
     except ImportError:
+        return None
+    try:
+        if getattr(_speedups, "ABI", None) != _SPEEDUPS_ABI:
+            raise TypeError(f"ABI {getattr(_speedups, 'ABI', None)}, not {_SPEEDUPS_ABI}")
+        _speedups.configure(*_configuration())
+    except (TypeError, ValueError) as exc:
+        warnings.warn(f"pycontroller: the C module {_speedups.__file__} does not match this "
+                      f"version ({exc}); using the pure-Python code. Reinstall pycontroller "
+                      "to rebuild it.", RuntimeWarning, stacklevel=1)
         return None
     return _speedups
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import tracemalloc
+import types
 from typing import Any
 
 import orjson
@@ -64,6 +65,24 @@ def test_pure_python_on_request() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout
     assert out.split() == ["None", "None"]
+
+
+@pytest.mark.parametrize("abi", [None, 0, 1])
+def test_a_stale_build_falls_back_to_python_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, abi: int | None,
+) -> None:
+    def configure(*args: Any) -> None:
+        raise TypeError("function takes exactly 17 arguments (18 given)")
+
+    stale = types.ModuleType("pycontroller._speedups")
+    stale.__file__ = "/somewhere/_speedups.so"
+    stale.configure = configure  # type: ignore[attr-defined]
+    if abi is not None:
+        stale.ABI = abi  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycontroller._speedups", stale)
+    monkeypatch.delenv("PYCONTROLLER_PURE_PYTHON", raising=False)
+    with pytest.warns(RuntimeWarning, match="does not match this version"):
+        assert _lazy._load_speedups() is None
 
 
 def same(a: Any, b: Any, path: str = "$") -> None:
