@@ -7,6 +7,7 @@ wrong: references leaked or dropped, and the module missing where it should be b
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import shutil
@@ -86,13 +87,17 @@ def test_a_stale_build_falls_back_to_python_with_a_warning(
 
 
 def same(a: Any, b: Any, path: str = "$") -> None:
-    """``a`` and ``b`` are built alike: same types, key order, pending keys and values."""
+    """``a`` and ``b`` are built alike: same types, key order, pending keys and values,
+    the same strings shared (the string table's copy) and the same containers tracked."""
     assert type(a) is type(b), path
     if isinstance(a, LazyObject):
         assert a._lazy == b._lazy, path
         assert a._lazy is b._lazy or a._lazy is None, path  # the shared tuples
+    if isinstance(a, dict | list):
+        assert gc.is_tracked(a) == gc.is_tracked(b), path
     if isinstance(a, dict):
         assert list(dict.keys(a)) == list(dict.keys(b)), path
+        assert list(map(shared, dict.keys(a))) == list(map(shared, dict.keys(b))), path
         for key, value in dict.items(a):
             same(value, dict.__getitem__(b, key), f"{path}.{key}")
     elif isinstance(a, list):
@@ -103,9 +108,16 @@ def same(a: Any, b: Any, path: str = "$") -> None:
         assert orjson.dumps(a) == orjson.dumps(b), path
     else:
         assert a == b, path
+        assert shared(a) == shared(b), path
+
+
+def shared(value: Any) -> bool:
+    return isinstance(value, str) and _lazy._STRINGS.get(value) is value
 
 
 def both(obj: Any) -> tuple[LazyObject, LazyObject]:
+    if len(_lazy._STRINGS) > _lazy._STRINGS_MAX // 2:  # (not emptied between the two)
+        _lazy._STRINGS.clear()
     built = _lazy.SPEEDUPS.from_shaped(_shaped(obj).object)
     _lazy._use_speedups(None)
     try:
@@ -115,6 +127,7 @@ def both(obj: Any) -> tuple[LazyObject, LazyObject]:
     return built, expected
 
 
+keys = st.text(max_size=40) | st.text(min_size=60, max_size=80)  # msgspec's cache, ours
 shaped_meta = st.fixed_dictionaries({}, optional={
     "name": st.text(max_size=10), "generateName": st.text(max_size=70),
     "namespace": st.text(max_size=70), "uid": st.text(max_size=5),
@@ -122,8 +135,8 @@ shaped_meta = st.fixed_dictionaries({}, optional={
     "creationTimestamp": st.none() | st.text(max_size=5),
     "deletionTimestamp": st.none() | st.text(max_size=5),
     "deletionGracePeriodSeconds": st.none() | st.integers(0, 100),
-    "labels": st.none() | st.dictionaries(st.text(max_size=40), st.text(max_size=70)),
-    "annotations": st.none() | st.dictionaries(st.text(max_size=40), st.text(max_size=70)),
+    "labels": st.none() | st.dictionaries(keys, st.text(max_size=70)),
+    "annotations": st.none() | st.dictionaries(keys, st.text(max_size=70)),
     "ownerReferences": json_values, "finalizers": json_values, "managedFields": json_values,
 })
 
@@ -213,8 +226,6 @@ def test_a_bad_configuration_is_refused_and_the_old_one_kept() -> None:
 def test_leave_gc_leaves_containers_nested_over_200_deep_tracked(
     depth: int, tracked: bool,
 ) -> None:
-    import gc
-
     obj = EventDecoder()(orjson.dumps({"type": "ADDED", "object": POD}))["object"]
     deep: list[Any] = []
     for _ in range(depth):  # as a transform might have decoded it
