@@ -8,6 +8,7 @@ wrong: references leaked or dropped, and the module missing where it should be b
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import shlex
 import shutil
@@ -16,6 +17,7 @@ import sys
 import sysconfig
 import tracemalloc
 import types
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -58,6 +60,29 @@ def test_the_c_module_is_built_where_a_c_compiler_is() -> None:
         pytest.skip(f"no C compiler ({cc})")
     assert _lazy.SPEEDUPS is not None, "reinstall the package (./dev test does): " \
         "pycontroller._speedups was not built or does not import"
+
+
+@pytest.mark.parametrize("pure", ["", "1"])
+def test_an_editable_rebuild_without_the_module_leaves_no_stale_one_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: str,
+) -> None:
+    """``pip install -e .`` (./dev) hides the hook's warning: a compile error in an edited
+    _speedups.c, a compiler gone or PYCONTROLLER_PURE_PYTHON must not leave the previous
+    build in the checkout, imported and tested as if it were the new one."""
+    pytest.importorskip("hatchling")
+    spec = importlib.util.spec_from_file_location(
+        "hatch_build", Path(__file__).parents[3] / "hatch_build.py")
+    assert spec is not None and spec.loader is not None
+    hook_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook_module)
+    (tmp_path / "pycontroller").mkdir()
+    (tmp_path / hook_module.SOURCE).write_text("#error an edit that does not compile\n")
+    stale = tmp_path / "pycontroller" / f"_speedups{sysconfig.get_config_var('EXT_SUFFIX')}"
+    stale.write_bytes(b"the previous build")
+    monkeypatch.setenv("PYCONTROLLER_PURE_PYTHON", pure)
+    hook = hook_module.SpeedupsHook(str(tmp_path), {}, None, None, str(tmp_path), "wheel")
+    hook.initialize("editable", {"force_include": {}})
+    assert not stale.exists()
 
 
 def test_pure_python_on_request() -> None:
