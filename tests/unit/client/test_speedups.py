@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import random
 import shlex
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import sysconfig
 import tracemalloc
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +262,64 @@ def test_leave_gc_leaves_containers_nested_over_200_deep_tracked(
     assert gc.is_tracked(obj) is tracked
     assert not gc.is_tracked(dict.__getitem__(obj, "metadata"))
 
+
+
+class Handle:
+    """Something a transform stored that the collector tracks (not JSON)."""
+
+
+def put(container: Any, key: str, value: Any) -> None:
+    if isinstance(container, dict):
+        dict.__setitem__(container, key, value)
+    else:
+        container.append(value)
+
+
+def transformed(seed: int) -> tuple[LazyObject, list[Any]]:
+    """A decoded object as a transform may leave it, and its containers: dicts, lists and
+    lazy objects nested in each other, some shared, some in a cycle, some holding a value
+    that is not JSON, some untracked already, one chain up to 190 deep."""
+    rng = random.Random(seed)
+    root = LazyObject._new()
+    nodes: list[Any] = [root]
+    makers: list[Callable[[], Any]] = [dict, list, LazyObject._new]
+    for _ in range(rng.randint(1, 40)):
+        parent, roll = rng.choice(nodes), rng.random()
+        if roll < 0.5:
+            value = rng.choice(makers)()
+            nodes.append(value)
+        elif roll < 0.6:
+            value = rng.choice(nodes)  # shared, or a cycle
+        elif roll < 0.7:
+            value = rng.choice([Handle, set])()
+        else:
+            value = rng.choice([1, "s", None, 2.5, orjson.Fragment(b"[1]")])
+        put(parent, f"k{len(parent)}", value)
+    for node in nodes:
+        if rng.random() < 0.1:
+            _lazy._py_untrack(node)
+    if rng.random() < 0.2:
+        parent = rng.choice(nodes)
+        for _ in range(rng.randint(100, 150)):
+            nodes.append(child := rng.choice([dict, list])())
+            put(parent, "next", child)
+            parent = child
+    return root, nodes
+
+
+@needs_c
+def test_leave_gc_untracks_what_the_python_walk_untracks() -> None:
+    seen = set()
+    for seed in range(500):
+        tracked = []
+        for module in (_lazy.SPEEDUPS, None):
+            _lazy._use_speedups(module)
+            try:
+                root, nodes = transformed(seed)
+                _lazy.leave_gc(root)
+            finally:
+                _lazy._use_speedups(_lazy.SPEEDUPS)
+            tracked.append([gc.is_tracked(node) for node in nodes])
+        assert tracked[0] == tracked[1], seed
+        seen.update(tracked[0])
+    assert seen == {True, False}
