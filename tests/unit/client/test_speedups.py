@@ -189,6 +189,22 @@ def test_c_builds_what_python_builds_for_every_kind_of_value(value: Any) -> None
 
 
 @needs_c
+@pytest.mark.parametrize("size", [32, 33, 64, 65])
+def test_c_shares_what_python_shares_at_the_length_limits(size: int) -> None:
+    """Strings up to 64 characters are shared, label and annotation keys from 33 on by us
+    (msgspec's key cache below): at the limits, which the generated objects rarely hit."""
+    def text(head: str) -> str:
+        return head + "-" * (size - 1)
+
+    meta = {"name": text("n"), "generateName": text("g"), "namespace": text("s"),
+            "labels": {text("l"): text("v"), "a": text("w")},
+            "annotations": {"a": text("x")}}
+    built, expected = both({"kind": text("K"), "apiVersion": text("A"), "metadata": meta,
+                            "spec": text("p"), "status": text("t")})
+    same(built, expected)
+
+
+@needs_c
 def test_no_reference_is_leaked_or_dropped() -> None:
     decoder = EventDecoder()
     line = orjson.dumps({"type": "MODIFIED", "object": POD})
