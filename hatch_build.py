@@ -6,7 +6,9 @@ uses its pure-Python code (the same behaviour, slower; see docs/performance.md).
 
 A regular wheel gets the module from a temporary directory; an editable install (``pip
 install -e .``, what ``./dev`` does) compiles it next to its source, where the checkout is
-imported from.
+imported from; it first removes the module built there before, so that a build without
+it (no compiler, a compile error in an edited ``_speedups.c``: ``pip install -q`` shows no
+warning) leaves the pure-Python code in use rather than a stale module.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 SOURCE = "pycontroller/_speedups.c"
 
 
+def module_path(out_dir: Path) -> Path:
+    """Where the module compiled into ``out_dir`` goes (this interpreter's suffix)."""
+    return out_dir / f"_speedups{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
+
+
 def compile_speedups(root: Path, out_dir: Path) -> Path:
     """Compile ``SOURCE`` into ``out_dir``; return the module's path.
 
@@ -31,8 +38,7 @@ def compile_speedups(root: Path, out_dir: Path) -> Path:
         OSError: no compiler.
         subprocess.CalledProcessError: the compiler failed.
     """
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    target = out_dir / f"_speedups{suffix}"
+    target = module_path(out_dir)
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
     subprocess.run(
@@ -52,10 +58,12 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]
         """Compile the module and add it to the build; warn and go on without it."""
         if self.target_name != "wheel":
             return
-        if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
-            return
         root = Path(self.root)
         editable = version == "editable"
+        if editable:  # a build left in place from before must not be imported instead
+            module_path(root / "pycontroller").unlink(missing_ok=True)
+        if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
+            return
         out_dir = root / "pycontroller" if editable else Path(tempfile.mkdtemp())
         try:
             built = compile_speedups(root, out_dir)

@@ -123,7 +123,8 @@ is_container(PyObject *data)
 /* ---- from_shaped / meta_from ------------------------------------------------------- */
 
 /* labels/annotations: values shared in place; keys longer than msgspec's key cache make
- * a new dict with every key shared. A new reference. */
+ * a new dict with every key shared, whatever its length (as _share_meta_strings). A new
+ * reference. */
 static PyObject *
 share_map(PyObject *values)
 {
@@ -158,13 +159,11 @@ share_map(PyObject *values)
     }
     pos = 0;
     while (PyDict_Next(values, &pos, &k, &v)) {
-        PyObject *key = share(k);
+        PyObject *key = PyDict_SetDefault(S.strings, k, k);  /* borrowed */
         if (key == NULL || PyDict_SetItem(out, key, v) < 0) {
-            Py_XDECREF(key);
             Py_DECREF(out);
             return NULL;
         }
-        Py_DECREF(key);
     }
     return out;
 }

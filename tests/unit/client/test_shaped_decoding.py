@@ -81,7 +81,8 @@ def test_label_and_annotation_keys_are_one_copy_whatever_their_length() -> None:
     effort); common longer ones (statefulset.kubernetes.io/pod-name, kubectl's
     last-applied annotation) are shared by us, as sys.intern shared them before."""
     keys = ["app", "app.kubernetes.io/name", "statefulset.kubernetes.io/pod-name",
-            "kubectl.kubernetes.io/last-applied-configuration"]
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "example.com/a-label-name-longer-than-what-counts-as-a-short-string"]  # > 64
     decoder = EventDecoder()
     metas = [decode(decoder, {**POD, "metadata": {
         "name": name, "labels": dict.fromkeys(keys, "v"),
