@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sysconfig
 import tempfile
@@ -42,7 +43,7 @@ def compile_speedups(root: Path, out_dir: Path) -> Path:
     cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     include = sysconfig.get_paths()["include"]
     subprocess.run(
-        [*cc, "-O2", "-fPIC", "-shared", "-Wall", f"-I{include}",
+        [*cc, "-O2", "-DNDEBUG", "-fPIC", "-shared", "-Wall", f"-I{include}",
          str(root / SOURCE), "-o", str(target)],
         check=True, capture_output=True, text=True,
     )
@@ -64,7 +65,10 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]
             module_path(root / "pycontroller").unlink(missing_ok=True)
         if os.environ.get("PYCONTROLLER_PURE_PYTHON", "") not in ("", "0"):
             return
-        out_dir = root / "pycontroller" if editable else Path(tempfile.mkdtemp())
+        if editable:
+            out_dir = root / "pycontroller"
+        else:  # removed in finalize, once the wheel holds the module
+            out_dir = self._tmp = Path(tempfile.mkdtemp(prefix="pycontroller-speedups-"))
         try:
             built = compile_speedups(root, out_dir)
         except (OSError, subprocess.CalledProcessError) as exc:
@@ -77,3 +81,9 @@ class SpeedupsHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["infer_tag"] = True
         if not editable:
             build_data["force_include"][str(built)] = f"pycontroller/{built.name}"
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        """Remove the temporary directory a regular wheel's module was compiled in."""
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -705,7 +705,7 @@ def _load_speedups() -> Any:
         if getattr(_speedups, "ABI", None) != _SPEEDUPS_ABI:
             raise TypeError(f"ABI {getattr(_speedups, 'ABI', None)}, not {_SPEEDUPS_ABI}")
         _speedups.configure(*_configuration())
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         warnings.warn(f"pycontroller: the C module {_speedups.__file__} does not match this "
                       f"version ({exc}); using the pure-Python code. Reinstall pycontroller "
                       "to rebuild it.", RuntimeWarning, stacklevel=1)
