@@ -23,6 +23,7 @@ from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._informer_factory import SharedInformerFactory
 from pycontroller.cache._processor import Registration
 from pycontroller.cache._shared_informer import SharedIndexInformer
+from pycontroller.client import _lazy
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import Resource
 from pycontroller.controller._controller import Controller, Source
@@ -366,7 +367,8 @@ class Manager:
         for controller in self._controllers:
             controller.start(stop)
         self._started.set()
-        self._log.info("controllers_started", controllers=[c.name for c in self._controllers])
+        self._log.info("controllers_started", controllers=[c.name for c in self._controllers],
+                       decoder="python" if _lazy.SPEEDUPS is None else "c")
 
     def _leader_status(self, lease: str) -> Gauge:
         """The ``leader_election_master_status`` gauge of ``lease`` (0 until leading)."""
