@@ -90,3 +90,13 @@ def test_a_reading_handler_is_its_own_group_outside_the_sync_curve(tmp_path: Pat
         [sys.executable, str(ROOT / "bench" / "run.py"), "--from-json", str(report),
          "--summary"], capture_output=True, text=True, timeout=60, check=True)
     assert "pycontroller" not in summary.stdout
+
+
+@pytest.mark.timeout(120)
+def test_replay_floor_runs_every_mode_on_the_same_stream() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "replay_floor.py"), "300", "1"],
+                          capture_output=True, text=True, timeout=110, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[1:]}
+    # Every line of the stream kept (300 pods and the bookmark), every pod in the informer.
+    assert rows == {"read": "0", "keep": "301", "scan": "301", "pycontroller": "300"}
