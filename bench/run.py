@@ -289,7 +289,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{m['platform']}; pycontroller's C module "
         f"{'built' if m.get('c_module') else 'not built (pure Python)'} (`pycontroller-pure` "
         "runs without it); shared with other jobs, so absolute times are noisy and the "
-        f"ratios are what to read. Run: {report['started']} UTC, {report['repeats']} repeats, "
+        f"ratios are what to read. Run: {report['started']} UTC, {_repeats(report)}, "
         f"command `{report['command']}`.", "",
     ]
     if report.get("notes"):
@@ -554,6 +554,15 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _repeats(report: dict[str, Any]) -> str:
+    """How many repeats, per run where merged runs had different counts."""
+    per_run = report.get("repeats_per_run", [report["repeats"]])
+    if len(set(per_run)) == 1:
+        return f"{per_run[0]} repeats"
+    return (f"{min(per_run)} to {max(per_run)} repeats ({', '.join(map(str, per_run))}, in the "
+            "order of the commands)")
+
+
 def render(opts: argparse.Namespace) -> int:
     """Merge saved reports (same machine and settings) into one markdown file."""
     reports = [json.loads(path.read_text()) for path in opts.from_json]
@@ -562,6 +571,10 @@ def render(opts: argparse.Namespace) -> int:
     merged["notes"] = sorted({n for r in reports for n in r.get("notes", [])}) + opts.note
     merged["command"] = "; ".join(r["command"] for r in reports)
     merged["started"] = ", ".join(r["started"] for r in reports)
+    # (Reports merged before may be merged again.)
+    merged["repeats_per_run"] = [n for r in reports for n in r.get("repeats_per_run",
+                                                                   [r["repeats"]])]
+    merged["repeats"] = min(merged["repeats_per_run"])  # (what every group had at least)
     if opts.summary:
         print(summary(merged))
         return 0

@@ -91,6 +91,15 @@ def test_a_reading_handler_is_its_own_group_outside_the_sync_curve(tmp_path: Pat
          "--summary"], capture_output=True, text=True, timeout=60, check=True)
     assert "pycontroller" not in summary.stdout
 
+    # Merged with a run of other repeats, the header says how many each had.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(report.read_text()), "repeats": 5}))
+    merged = tmp_path / "merged.md"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--from-json", str(report),
+                    str(other), "--markdown", str(merged)], timeout=60, check=True)
+    assert "UTC, 1 to 5 repeats (1, 5, in the order of the commands)" in merged.read_text()
+    assert ", 1 repeats," in md  # (a single run)
+
 
 @pytest.mark.timeout(120)
 def test_replay_floor_runs_every_mode_on_the_same_stream() -> None:
