@@ -70,16 +70,17 @@ class Manager:
     With ``leader_election`` (and the Lease ``leader_election_id``, in
     ``leader_election_namespace``: by default the Pod's own namespace, read from its
     service-account mount; outside a Pod it must be given), every replica fills
-    its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
-    have synced and the replica leads. A leader that loses its Lease hands out no further
-    key from that instant (the workers run with the elector's leading event) and ``run()``
-    returns 1 at once, without the grace period: running reconciles are abandoned, not
-    awaited (as controller-runtime does), so exit the process and let the Pod restart and
-    stand for election again.
+    its caches, but only the leader runs workers (``elected()``); ``/readyz`` turns ready
+    once the caches have synced, on the standby too. A leader that loses its Lease hands
+    out no further key from that instant (the workers run with the elector's leading
+    event) and ``run()`` returns 1 at once, without the grace period: running reconciles
+    are abandoned, not awaited (as controller-runtime does), so exit the process and let
+    the Pod restart and stand for election again.
 
     Readiness: a controller's workers start only after every informer it uses (primary,
     ``owns``, ``watches``) has synced and each of its handler registrations has delivered
-    its initial list; ``/readyz`` reports exactly that (and leadership).
+    its initial list; ``/readyz`` reports exactly that (and, in its message, whether the
+    replica waits for leadership).
 
     ``clock`` is the time source of the queues, workers, timeouts and sync waits (tests
     inject a ``FakeClock``). ``factory`` is an escape hatch: controllers never need it,
@@ -251,13 +252,23 @@ class Manager:
     # -- probes ------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
         """Ready when every informer of every controller has synced, every handler has seen
-        its initial list, and the workers run (so: only on the leader)."""
+        its initial list, and the workers run — or, with leader election, this replica is
+        a synced standby (it must be ready, or a rolling update of a Deployment with
+        ``maxUnavailable: 0`` waits forever for the new Pod, which cannot lead while the
+        old one holds the Lease). ``elected()`` tells the two apart."""
         waiting = sorted({c.name for c, reg in self._registrations if not reg.has_synced()})
         if waiting:
             return False, f"caches not synced: {', '.join(waiting)}"
         if self._started.is_set():
             return True, "ok"
-        return False, "waiting for leadership" if self._election else "starting"
+        if self._election is not None:
+            return True, "ok (standby: waiting for leadership)"
+        return False, "starting"
+
+    def elected(self) -> bool:
+        """Whether the workers run: this replica leads, or runs without leader election,
+        and its controllers have started (≙ controller-runtime's ``Elected()``)."""
+        return self._started.is_set()
 
     def healthy(self) -> tuple[bool, str]:
         """Healthy when every informer and every worker lives and none is stuck."""
