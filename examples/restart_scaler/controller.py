@@ -174,7 +174,9 @@ class RestartScaler(Controller):
         raw = annotations.get(MAX_REPLICAS)
         if raw is None:
             return self.max_replicas
-        if raw.isdigit() and 1 <= int(raw) <= 100_000:
+        # isascii: str.isdigit() accepts "²", which int() refuses; the length bound keeps
+        # int() under Python's digit limit (it raises on thousands of digits).
+        if raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= 100_000:
             return int(raw)
         self.log.warning("invalid_max_replicas", deployment=deployment["metadata"]["name"],
                          value=raw[:64])

@@ -207,6 +207,25 @@ def test_refuses_at_the_cap_and_follows_a_raised_cap(
     assert s.errors() == 0
 
 
+@pytest.mark.parametrize("cap", ["\u00b2", "9" * 5000, "-1", "2.5", "0", "lots"])
+def test_a_garbage_cap_is_reported_not_fatal(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str, *, cap: str,
+) -> None:
+    # "\u00b2" (superscript two) passes str.isdigit() but not int(); 5000 digits exceed
+    # Python's int() digit limit: both raised in every reconcile, without an Event.
+    w = Workload(kube_client, kube_envtest, kube_namespace, node,
+                 annotations={MAX_REPLICAS: cap})
+    pod = w.pod()
+    s = scaler(threshold=1, cooldown=0)
+    w.crash(pod)
+    invalid = wait_for(lambda: w.events("InvalidMaxReplicas"), timeout=60,
+                       message="InvalidMaxReplicas Event")
+    assert invalid[0]["type"] == "Warning" and "1-100000" in invalid[0]["note"]
+    assert w.replicas() == 1
+    assert s.errors() == 0
+
+
 def test_cooldown_holds_between_episodes(
     scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
     kube_namespace: str, node: str,
