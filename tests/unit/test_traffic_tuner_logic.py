@@ -31,6 +31,15 @@ def test_unmanaged_and_defaults() -> None:
     ({c.METRICS_URL: "http://169.254.169.254/latest/meta-data"}, "link-local"),
     ({c.METRICS_URL: "http://[fe80::1]/metrics"}, "link-local"),
     ({c.METRICS_URL: "http://0.0.0.0/metrics"}, "unspecified"),
+    # Every form the resolver (inet_aton) reads as 169.254.169.254 or 0.0.0.0, and the
+    # IPv4-mapped IPv6 form, which a dual-stack socket connects to over IPv4.
+    ({c.METRICS_URL: "http://2852039166/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0xa9fea9fe/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0251.0376.0251.0376/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://169.254.43518/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://[::ffff:169.254.169.254]/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://[::ffff:a9fe:a9fe]/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0:9090/metrics"}, "unspecified"),
     ({c.METRICS_URL: "http://host/metrics#x"}, "fragment"),
     ({c.COUNTER: "http-requests"}, c.COUNTER),
     ({c.COUNTER: None}, "required"),
