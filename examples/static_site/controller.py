@@ -34,6 +34,7 @@ CONTENT_HASH = "examples.pycontroller.dev/content-hash"
 FINALIZER = "examples.pycontroller.dev/teardown"
 DEFAULT_IMAGE = "nginxinc/nginx-unprivileged:1.27"
 _FILE = re.compile(r"[-._a-zA-Z0-9]+")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CHILDREN = (Owns(CONFIGMAPS, label_selector=f"{MANAGED_BY}={OPERATOR}"),
              Owns(DEPLOYMENTS, label_selector=f"{MANAGED_BY}={OPERATOR}"),
              Owns(SERVICES, label_selector=f"{MANAGED_BY}={OPERATOR}"))
@@ -43,6 +44,21 @@ Obj = Mapping[str, Any]
 
 class InvalidSpecError(ValueError):
     """The spec cannot be served (the CRD's schema catches most of this first)."""
+
+
+def check_name(name: str) -> None:
+    """The site's name becomes the Service's, the Deployment's and a label value: it must
+    be a DNS label (RFC 1123: at most 63 characters, ``a-z``, ``0-9``, ``-``, no dots),
+    which a StaticSite name (a DNS subdomain) need not be. Older clusters also want a
+    letter first for a Service name; their apiserver says so (``ChildRefused``).
+
+    Raises:
+        InvalidSpecError: with a message for the condition.
+    """
+    if len(name) > 63 or not _LABEL.fullmatch(name):
+        raise InvalidSpecError(
+            f"metadata.name {name[:64]!r} must be a DNS label (at most 63 characters of "
+            "a-z, 0-9 and '-', no dots): it names the site's Service and Deployment")
 
 
 def check_spec(spec: Obj) -> None:
@@ -139,6 +155,7 @@ class StaticSiteController(Controller):
         if site is None:
             return None  # gone: the teardown ran before the finalizer was removed
         try:
+            check_name(site["metadata"]["name"])
             check_spec(site.get("spec") or {})
         except InvalidSpecError as exc:
             self.log.warning("invalid_spec", error=str(exc))

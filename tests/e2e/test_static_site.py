@@ -168,6 +168,25 @@ def test_a_child_owned_by_someone_else_is_not_taken(
     assert get_or_none(kube_client, SERVICES, "taken", ns) is not None  # not ours: kept
 
 
+@pytest.mark.parametrize("name", ["my.site", "x" * 64])
+def test_a_site_name_that_cannot_name_its_service_is_an_invalid_spec(
+    operator: StaticSiteController, kube_client: Client, kube_namespace: str, name: str,
+) -> None:
+    """A valid StaticSite name (a DNS subdomain) may not name a Service (a DNS label: no
+    dots, at most 63 characters; the instance label allows 63 too): reported as
+    InvalidSpec, and no child is made for a site that cannot be served."""
+    ns = kube_namespace
+    kube_client.create(STATICSITES, site(name), ns)
+    cond = wait_for(lambda: condition(kube_client, ns, name, "Reconciled"), timeout=60,
+                    message="Reconciled")
+    assert cond["status"] == "False" and cond["reason"] == "InvalidSpec", cond
+    assert "metadata.name" in cond["message"]
+    assert wait_for(lambda: events(kube_client, ns, "InvalidSpec"), timeout=30,
+                    message="Warning Event")
+    assert get_or_none(kube_client, CONFIGMAPS, f"{name}-content", ns) is None
+    assert get_or_none(kube_client, DEPLOYMENTS, name, ns) is None
+
+
 def test_the_crd_schema_refuses_bad_specs(crd: None, kube_client: Client,
                                           kube_namespace: str) -> None:
     with pytest.raises(InvalidError):
