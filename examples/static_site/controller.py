@@ -163,6 +163,7 @@ class StaticSiteController(Controller):
             self._status(site, reconciled=(False, "InvalidSpec", str(exc)), available=None)
             return None  # a spec change (new generation) reconciles again
         changed: list[str] = []
+        applied: dict[Resource, Obj] = {}
         for resource, intent in children(site):
             name = intent["metadata"]["name"]
             before = self.lister_for(resource).get_by_key(f"{intent['metadata']['namespace']}"
@@ -179,13 +180,15 @@ class StaticSiteController(Controller):
             if before is None or before["metadata"]["resourceVersion"] != \
                     after["metadata"]["resourceVersion"]:
                 changed.append(f"{resource.kind} {name}")
+            applied[resource] = after
         if changed:
             self.log.info("children_applied", changed=changed)
             self.events.normal(site, "Applied", "applied " + ", ".join(changed))
-        deploy = self.lister_for(DEPLOYMENTS).get_by_key(key)
+        # The Deployment as the apply returned it: the cache may still show the version
+        # before a new Pod template, fully rolled out, and Available would lie.
         self._status(site, reconciled=(True, "ChildrenApplied",
                                        "ConfigMap, Deployment and Service are applied"),
-                     available=self._availability(site, deploy))
+                     available=self._availability(site, applied[DEPLOYMENTS]))
         return None
 
     @staticmethod

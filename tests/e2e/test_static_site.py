@@ -22,10 +22,13 @@ from pycontroller import (
     DEPLOYMENTS,
     SERVICES,
     Client,
+    EventRecorder,
+    Lister,
     Manager,
     connect,
     get_condition,
 )
+from pycontroller.cache import ThreadSafeStore
 from pycontroller.client import EVENTS_K8S_IO, SECRETS
 from pycontroller.envtest import ControlPlane
 from pycontroller.errors import ForbiddenError, InvalidError, NotFoundError
@@ -142,6 +145,44 @@ def test_create_update_adopt_drift_and_delete(
         assert get_or_none(kube_client, resource, name, ns) is None, name
     torn = wait_for(lambda: events(kube_client, ns, "TornDown"), timeout=30, message="Event")
     assert "Service web" in torn[0]["note"]
+
+
+def test_available_never_claims_a_generation_the_deployment_has_not_observed(
+    crd: None, kube_client: Client, kube_namespace: str,
+) -> None:
+    """Right after applying a new Pod template the cache may still show the old Deployment,
+    fully rolled out (the informer lags under load): Available must come from the applied
+    Deployment, not from the cache. The operator is bound to caches the test fills."""
+    ns = kube_namespace
+    first = kube_client.create(STATICSITES, site("web"), ns)
+    op = bound_operator(kube_client, {STATICSITES: [first]})
+    assert op.reconcile(f"{ns}/web") is None
+    dep = kube_client.patch(DEPLOYMENTS, "web", {"status": {
+        "observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+        "availableReplicas": 1}}, ns, subresource="status")
+    assert dep["metadata"]["generation"] == 1
+    second = kube_client.patch(STATICSITES, "web", {"spec": {"content": {"new.html": "x"}}},
+                               ns)
+    # The cache still holds generation 1 of the Deployment, observed and available.
+    op = bound_operator(kube_client, {STATICSITES: [second], DEPLOYMENTS: [dep]})
+    assert op.reconcile(f"{ns}/web") is None
+    assert kube_client.get(DEPLOYMENTS, "web", ns)["metadata"]["generation"] == 2
+    avail = condition(kube_client, ns, "web", "Available")
+    assert avail["observedGeneration"] == 2
+    assert (avail["status"], avail["reason"]) == ("False", "Progressing"), avail
+
+
+def bound_operator(client: Client, objects: dict[Any, list[Any]]) -> StaticSiteController:
+    """An operator bound to caches the test fills (stale on purpose)."""
+    listers = {}
+    for resource in (STATICSITES, CONFIGMAPS, DEPLOYMENTS, SERVICES):
+        store: ThreadSafeStore[Any] = ThreadSafeStore()
+        for obj in objects.get(resource, []):
+            store.add(obj)
+        listers[resource] = Lister(store)
+    op = StaticSiteController()
+    op.bind(client=client, listers=listers, events=EventRecorder(client, "staticsite"))
+    return op
 
 
 def test_a_child_owned_by_someone_else_is_not_taken(
