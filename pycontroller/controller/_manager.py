@@ -400,6 +400,12 @@ class Manager:
             self._log.info("leading_started", identity=self._identity)
             # The elector sets ``leading`` the moment it steps down: no key after that.
             self._start_controllers(leading)
+            # The elector releases the Lease (release_on_cancel) once this returns: only
+            # after every worker has ended. A reconcile that outlives the grace period, or
+            # one abandoned after a loss, would otherwise run beside the standby's.
+            leading.wait()
+            for controller in self._controllers:
+                controller._join_workers()
 
         def on_stopped() -> None:
             status.set(0)
@@ -442,16 +448,20 @@ class Manager:
         lost = self._lost_leadership.is_set()
         grace = 0.0 if lost else self._grace  # another replica may already be working
         self._log.info("shutdown_started", grace_period=grace)
+        drained = True
         for controller in self._controllers:
-            if not controller.stop(grace) and not lost:
-                self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+            if not controller.stop(grace):
+                drained = False
+                if not lost:
+                    self._log.warning("shutdown_grace_exceeded", controller=controller.name)
         for recorder in self._recorders:  # after the workers: their last events are sent
             recorder.stop(0.5 if lost else 5.0)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             # After a loss the elector has already stepped down; it may still wait for a
-            # hung request (bounded by the client's timeout), which must not delay the exit.
-            self._elector_thread.join(1.0 if lost else 30.0)
+            # hung request (bounded by the client's timeout), and with workers still
+            # running it releases only once they end: neither may delay the exit.
+            self._elector_thread.join(30.0 if drained and not lost else 1.0)
         self.factory.shutdown(10.0)
         for server in self._servers.values():
             server.stop()

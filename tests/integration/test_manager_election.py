@@ -40,13 +40,14 @@ class Counting(Controller):
 
 class Replica:
     def __init__(self, client: Client, namespace: str, identity: str, lease: str,
-                 *, controller: Counting | None = None, grace_period: float = 30.0) -> None:
+                 *, controller: Counting | None = None, grace_period: float = 30.0,
+                 election: LeaderElectionConfig = FAST) -> None:
         self.controller = controller or Counting(namespace)
         self.registry = CollectorRegistry()
         self.manager = Manager(client, registry=self.registry, handle_signals=False,
                                grace_period=grace_period,
                                metrics_bind_address=None, health_probe_bind_address=None,
-                               leader_election=FAST, leader_election_id=lease,
+                               leader_election=election, leader_election_id=lease,
                                leader_election_namespace=namespace, identity=identity)
         self.manager.add(self.controller)
         self.stop = threading.Event()
@@ -155,3 +156,32 @@ def test_lost_lease_stops_handing_out_keys_and_exits_1_at_once(
     wait_for(lambda: not any(t.is_alive() for t in controller._threads), timeout=15,
              message="workers ended")
     assert controller.keys == [f"{kube_namespace}/stuck"]
+
+
+def test_release_on_cancel_waits_for_a_reconcile_that_outlives_the_grace_period(
+    replicas: list[Replica], kube_client: Client, kube_namespace: str
+) -> None:
+    """Released while a reconcile still ran, the Lease would let a standby start on the
+    same keys at once: the release waits for the workers to end."""
+    releasing = LeaderElectionConfig(lease_duration=3.0, renew_deadline=2.0,
+                                     retry_period=0.5, release_on_cancel=True)
+    controller = Blocking(kube_namespace)
+    leader = Replica(kube_client, kube_namespace, "replica-a", "overrun-lease",
+                     controller=controller, grace_period=0.5, election=releasing)
+    replicas.append(leader)
+
+    def holder() -> object:
+        return kube_client.get(LEASES, "overrun-lease", kube_namespace)["spec"].get(
+            "holderIdentity")
+
+    try:
+        wait_for(leader.manager.elected, timeout=30, message="leads")
+        kube_client.create(CONFIGMAPS, {"metadata": {"name": "stuck"}}, kube_namespace)
+        assert controller.entered.wait(15)
+        assert leader.halt() == 0  # the grace period runs out; run() returns anyway
+        assert any(t.is_alive() for t in controller._threads)  # the reconcile goes on
+        assert holder() == "replica-a"
+    finally:
+        controller.release.set()
+    # Once the reconcile has returned, the Lease is released as asked.
+    wait_for(lambda: holder() == "", timeout=15, message="released after the workers")
