@@ -111,13 +111,17 @@ class RestartScaler(Controller):
                                  REPLICASETS: {BY_DEPLOYMENT: replicaset_deployment}})
     workers = 2
 
-    def pods_of(self, deployment: Obj) -> Iterable[str]:
-        """A Deployment's annotations changed (its cap, say): look at its pods again."""
+    def _pods_of_deployment(self, deployment: Obj) -> Iterable[Obj]:
+        """The cached pods of a Deployment's ReplicaSets (through the indexes)."""
         key = f"{deployment['metadata']['namespace']}/{deployment['metadata']['name']}"
         for rs in self.lister_for(REPLICASETS).by_index(BY_DEPLOYMENT, key):
             rs_key = f"{rs['metadata']['namespace']}/{rs['metadata']['name']}"
-            for pod in self.lister.by_index(BY_REPLICASET, rs_key):
-                yield f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            yield from self.lister.by_index(BY_REPLICASET, rs_key)
+
+    def pods_of(self, deployment: Obj) -> Iterable[str]:
+        """A Deployment's annotations changed (its cap, say): look at its pods again."""
+        for pod in self._pods_of_deployment(deployment):
+            yield f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
     watches = (Watch(REPLICASETS, map_to=lambda obj: ()),  # for its cache and index only
                Watch(DEPLOYMENTS, map_to=pods_of, predicates=(annotations_changed,)))
@@ -162,11 +166,23 @@ class RestartScaler(Controller):
             self.events.warning(deployment, "ScaleUpRefused",
                                 f"{why}; already at the cap of {cap} replicas")
             return None
+        now = self.now()
         last = parse_rfc3339(annotations.get(LAST_SCALE_UP, ""))
-        if last is not None and (wait := last + self.cooldown - self.now()) > 0:
+        if last is not None and last > now + self.cooldown:
+            # Edited by hand, or written by a replica whose clock ran far ahead: honouring
+            # it would postpone every scale-up until that date.
+            self.log.warning("last_scale_up_in_future",
+                             deployment=deployment["metadata"]["name"],
+                             value=annotations.get(LAST_SCALE_UP, "")[:64])
+            last = None
+        if last is not None and (wait := last + self.cooldown - now) > 0:
             self.log.info("scale_up_cooling_down", deployment=deployment["metadata"]["name"],
                           seconds_left=round(wait, 1))
             return Requeue(after=wait)
+        # Keep the episodes of pods that still exist: a still crash-looping pod pushed out
+        # of the record by gone ones would count as a new episode and scale again.
+        live = {p["metadata"]["uid"] for p in self._pods_of_deployment(deployment)}
+        handled = {u: c for u, c in handled.items() if u in live}
         return self._scale_up(deployment, replicas=replicas, uid=uid, count=count,
                               handled=handled, why=why)
 

@@ -251,6 +251,43 @@ def test_cooldown_holds_between_episodes(
     assert s.errors() == 0
 
 
+def test_a_last_scale_up_in_the_future_does_not_block_for_years(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str,
+) -> None:
+    """A hand-edited (or skewed-clock) last-scale-up far ahead of now is not trusted: it
+    would otherwise postpone every scale-up of the Deployment until that date."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node,
+                 annotations={LAST_SCALE_UP: "2099-01-01T00:00:00Z"})
+    pod = w.pod()
+    s = scaler(threshold=1, cooldown=300)
+    w.crash(pod)
+    wait_for(lambda: w.replicas() == 2, timeout=60, message="scaled despite the stamp")
+    assert w.deployment()["metadata"]["annotations"][LAST_SCALE_UP] < "2099"
+    assert s.errors() == 0
+
+
+def test_live_pods_stay_recorded_however_many_gone_pods_were_handled(
+    kube_client: Client, kube_envtest: ControlPlane, kube_namespace: str, node: str,
+) -> None:
+    """The record keeps the last 20 episodes: gone pods make way first, or a pod that
+    still crash-loops drops out of it and scales the Deployment again."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node)
+    old, new = w.pod(), w.pod()
+    w.crash(old)
+    w.crash(new)
+    old_pod, new_pod = (kube_client.get(PODS, p, kube_namespace) for p in (old, new))
+    gone = [f"{uuid.uuid4()}=5" for _ in range(19)]  # pods replaced long ago
+    dep = kube_client.patch(DEPLOYMENTS, w.name, {"metadata": {"annotations": {
+        HANDLED: ",".join([f"{old_pod['metadata']['uid']}=3", *gone])}}}, kube_namespace)
+    objects = {PODS: [old_pod, new_pod], REPLICASETS: [w.rs], DEPLOYMENTS: [dep]}
+    assert bound_scaler(kube_client, objects).reconcile(f"{kube_namespace}/{new}") is None
+    assert w.replicas() == 2
+    handled = w.deployment()["metadata"]["annotations"][HANDLED]
+    assert old_pod["metadata"]["uid"] in handled  # still crash-looping: still handled
+    assert new_pod["metadata"]["uid"] in handled
+
+
 def test_pods_without_a_deployment_are_logged_not_fatal(
     scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
     kube_namespace: str, node: str,
@@ -272,7 +309,8 @@ def bound_scaler(client: Client, objects: dict[Any, list[Any]]) -> RestartScaler
     """A scaler bound to caches the test fills (stale on purpose)."""
     listers = {}
     for resource in (PODS, REPLICASETS, DEPLOYMENTS):
-        store: ThreadSafeStore[Any] = ThreadSafeStore()
+        store: ThreadSafeStore[Any] = ThreadSafeStore(
+            indexers=RestartScaler.indexers.get(resource))
         for obj in objects.get(resource, []):
             store.add(obj)
         listers[resource] = Lister(store)
