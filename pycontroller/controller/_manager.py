@@ -350,7 +350,9 @@ class Manager:
                 self._leader_status(self._lease[1]).set(0)
             self.factory.start(stop)
             self._wait_for_sync(stop)
-            if self._election is None:
+            if stop.is_set():
+                pass  # stopped while syncing: start nothing, and never take the Lease
+            elif self._election is None:
                 self._start_controllers(stop)
             else:
                 self._stand_for_election(stop)

@@ -18,8 +18,11 @@ from pycontroller import (
     LeaderElectionConfig,
     Manager,
     Requeue,
+    Resource,
+    Watch,
 )
 from pycontroller._util._wait import wait_for
+from pycontroller.errors import NotFoundError
 
 pytestmark = pytest.mark.integration
 FAST = LeaderElectionConfig(lease_duration=3.0, renew_deadline=2.0, retry_period=0.5)
@@ -185,3 +188,39 @@ def test_release_on_cancel_waits_for_a_reconcile_that_outlives_the_grace_period(
         controller.release.set()
     # Once the reconcile has returned, the Lease is released as asked.
     wait_for(lambda: holder() == "", timeout=15, message="released after the workers")
+
+
+class NeverSyncs(Controller):
+    """Watches a resource the apiserver does not serve: its cache never syncs."""
+
+    resource = CONFIGMAPS
+    watches = (Watch(Resource("example.com", "v1", "nothings", "Nothing"),
+                     map_to=lambda obj: []),)
+
+    def reconcile(self, key: str) -> Requeue | None:
+        return None
+
+
+def test_stopped_before_the_caches_synced_never_takes_the_lease(
+    kube_client: Client, kube_namespace: str
+) -> None:
+    """A replica told to stop while still syncing (a SIGTERM during start-up) must not
+    stand for election on its way out: the Lease it took would make the others wait a
+    whole lease duration."""
+    manager = Manager(kube_client, registry=CollectorRegistry(), handle_signals=False,
+                      metrics_bind_address=None, health_probe_bind_address=None,
+                      namespace=kube_namespace, leader_election=FAST,
+                      leader_election_id="never-synced", leader_election_namespace=kube_namespace)
+    manager.add(NeverSyncs(name="never-syncs"))
+    stop = threading.Event()
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(manager.run(stop)),
+                              name="pycontroller-test-never-synced")
+    thread.start()
+    wait_for(lambda: "not synced" in manager.ready()[1], timeout=30, message="syncing")
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive() and code == [0]
+    time.sleep(FAST.retry_period * 2)  # an elector started on the way out would have written
+    with pytest.raises(NotFoundError):
+        kube_client.get(LEASES, "never-synced", kube_namespace)
