@@ -137,8 +137,8 @@ class RestartScaler(Controller):
 
     def reconcile(self, key: str) -> Requeue | None:
         pod = self.lister.get_by_key(key)
-        if pod is None:
-            return None
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return None  # gone or going (a scale-down, a rollout): not an episode to act on
         container, count = restarts(pod)
         if count < self.threshold:
             return None
@@ -157,6 +157,10 @@ class RestartScaler(Controller):
         annotations = deployment["metadata"].get("annotations") or {}
         replicas = int((deployment.get("spec") or {}).get("replicas", 1))
         why = f"pod {pod['metadata']['name']} container {container} restarted {count} times"
+        if replicas == 0:
+            # Scaled to zero on purpose (the usual way to stop a broken app): never undo it.
+            self.log.info("deployment_scaled_to_zero", deployment=deployment["metadata"]["name"])
+            return None
         cap = self._cap(deployment, annotations)
         if cap is None:
             return None

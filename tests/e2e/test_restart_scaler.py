@@ -288,6 +288,38 @@ def test_live_pods_stay_recorded_however_many_gone_pods_were_handled(
     assert new_pod["metadata"]["uid"] in handled
 
 
+def test_terminating_pods_and_deployments_scaled_to_zero_are_left_alone(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str,
+) -> None:
+    """`kubectl scale --replicas=0` is how one stops a broken app: the Pods it is
+    terminating must not scale it back up, nor may any Pod of a Deployment at 0."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node)
+    pod = w.pod()
+    kube_client.patch(PODS, pod, {"metadata": {"finalizers": ["test.pycontroller.dev/hold"]}},
+                      kube_namespace)
+    s = scaler(threshold=2, cooldown=0)
+    try:
+        w.crash(pod)
+        kube_client.delete(PODS, pod, kube_namespace)  # terminating, held by the finalizer
+        wait_for(lambda: kube_client.get(PODS, pod, kube_namespace)["metadata"].get(
+            "deletionTimestamp"), timeout=30, message="terminating")
+        before = s.reconciles()
+        w.crash(pod)  # reaches the threshold while terminating
+        s.settle(before)
+        assert w.replicas() == 1
+        # The Deployment scaled to zero; a Pod of it still crashes (its last moments).
+        kube_client.patch(DEPLOYMENTS, w.name, {"spec": {"replicas": 0}}, kube_namespace)
+        other = w.pod()
+        before = s.reconciles()
+        w.crash(other, 2)
+        s.settle(before, 2)
+        assert w.replicas() == 0
+        assert s.errors() == 0
+    finally:
+        kube_client.patch(PODS, pod, {"metadata": {"finalizers": None}}, kube_namespace)
+
+
 def test_pods_without_a_deployment_are_logged_not_fatal(
     scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
     kube_namespace: str, node: str,
