@@ -33,6 +33,7 @@ INSTANCE = "app.kubernetes.io/instance"
 CONTENT_HASH = "examples.pycontroller.dev/content-hash"
 FINALIZER = "examples.pycontroller.dev/teardown"
 DEFAULT_IMAGE = "nginxinc/nginx-unprivileged:1.27"
+CONFIGMAP_MAX_BYTES = 1 << 20  # the apiserver's limit on a ConfigMap's data
 _FILE = re.compile(r"[-._a-zA-Z0-9]+")
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CHILDREN = (Owns(CONFIGMAPS, label_selector=f"{MANAGED_BY}={OPERATOR}"),
@@ -76,6 +77,10 @@ def check_spec(spec: Obj) -> None:
             raise InvalidSpecError(f"spec.content: {name[:64]!r} is not a valid file name")
         if not isinstance(text, str):
             raise InvalidSpecError(f"spec.content.{name} must be text")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in content.items())
+    if size > CONFIGMAP_MAX_BYTES:  # the CRD allows 64 files of 64 KiB
+        raise InvalidSpecError(f"spec.content holds {size} bytes; its ConfigMap takes at "
+                               "most 1 MiB (file names and texts together)")
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or not 0 <= replicas <= 20:
         raise InvalidSpecError("spec.replicas must be an integer 0-20")

@@ -147,6 +147,21 @@ def test_create_update_adopt_drift_and_delete(
     assert "Service web" in torn[0]["note"]
 
 
+def test_content_too_big_for_a_configmap_is_an_invalid_spec(
+    operator: StaticSiteController, kube_client: Client, kube_namespace: str,
+) -> None:
+    """The CRD allows 64 files of 64 KiB; a ConfigMap holds 1 MiB in all. The spec is
+    wrong, not the ConfigMap someone else's: InvalidSpec, not ChildRefused."""
+    ns = kube_namespace
+    content = {f"page{i}.html": "x" * 65536 for i in range(17)}
+    kube_client.create(STATICSITES, site("big", content=content), ns)
+    cond = wait_for(lambda: condition(kube_client, ns, "big", "Reconciled"), timeout=60,
+                    message="Reconciled")
+    assert cond["status"] == "False" and cond["reason"] == "InvalidSpec", cond
+    assert "1 MiB" in cond["message"]
+    assert get_or_none(kube_client, CONFIGMAPS, "big-content", ns) is None
+
+
 def test_available_never_claims_a_generation_the_deployment_has_not_observed(
     crd: None, kube_client: Client, kube_namespace: str,
 ) -> None:
