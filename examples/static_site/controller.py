@@ -73,7 +73,9 @@ def check_spec(spec: Obj) -> None:
     if not isinstance(content, dict) or not content:
         raise InvalidSpecError("spec.content must map at least one file name to its text")
     for name, text in content.items():
-        if not _FILE.fullmatch(name) or len(name) > 253 or name in (".", ".."):
+        # A ConfigMap key: and none may start with ".." (the volume's own "..data" link).
+        if not _FILE.fullmatch(name) or len(name) > 253 or name == "." or \
+                name.startswith(".."):
             raise InvalidSpecError(f"spec.content: {name[:64]!r} is not a valid file name")
         if not isinstance(text, str):
             raise InvalidSpecError(f"spec.content.{name} must be text")

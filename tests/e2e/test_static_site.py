@@ -15,7 +15,9 @@ from examples.static_site.controller import (
     CONTENT_HASH,
     FINALIZER,
     STATICSITES,
+    InvalidSpecError,
     StaticSiteController,
+    check_spec,
 )
 from pycontroller import (
     CONFIGMAPS,
@@ -249,6 +251,14 @@ def test_the_crd_schema_refuses_bad_specs(crd: None, kube_client: Client,
         kube_client.create(STATICSITES, site("bad", content={"../x": "y"}), kube_namespace)
     with pytest.raises(InvalidError):
         kube_client.create(STATICSITES, site("bad", replicas=99), kube_namespace)
+    with pytest.raises(InvalidError):  # a ConfigMap key must not start with ".."
+        kube_client.create(STATICSITES, site("bad", content={"..data": "y"}), kube_namespace)
+
+
+@pytest.mark.parametrize("name", [".", "..", "..data", "a/b", "x" * 254])
+def test_check_spec_refuses_what_a_configmap_key_cannot_be(name: str) -> None:
+    with pytest.raises(InvalidSpecError, match="file name"):
+        check_spec({"content": {name: "text"}})
 
 
 def test_manifests_rbac_is_enough_and_no_more(
