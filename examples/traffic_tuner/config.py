@@ -132,8 +132,9 @@ def parse_config(annotations: Mapping[str, str]) -> TunerConfig | None:
     if len(configmap) > 253 or not _SUBDOMAIN.fullmatch(configmap):
         raise ConfigError(f"annotation {CONFIGMAP} must be a ConfigMap name (RFC 1123)")
     key = text(KEY)
-    if len(key) > 253 or not _CONFIG_KEY.fullmatch(key):
-        raise ConfigError(f"annotation {KEY} must be a ConfigMap key ([-._a-zA-Z0-9]+)")
+    if len(key) > 253 or not _CONFIG_KEY.fullmatch(key) or key == "." or key.startswith(".."):
+        raise ConfigError(f"annotation {KEY} must be a ConfigMap key ([-._a-zA-Z0-9]+, not "
+                          "'.', not starting with '..')")
     high, normal = text(HIGH), text(NORMAL)
     if len(high) > MAX_VALUE or len(normal) > MAX_VALUE:
         raise ConfigError(f"annotations {HIGH} and {NORMAL} hold at most {MAX_VALUE} characters")

@@ -56,6 +56,8 @@ def test_unmanaged_and_defaults() -> None:
     ({c.CONFIGMAP: "a/b"}, c.CONFIGMAP),
     ({c.KEY: "a/b"}, c.KEY),
     ({c.KEY: ""}, c.KEY),
+    ({c.KEY: "."}, c.KEY),  # keys the apiserver refuses in a ConfigMap
+    ({c.KEY: "..data"}, c.KEY),
     ({c.HIGH: "quiet"}, "differ"),
     ({c.HIGH: "x" * 5000}, "at most"),
     ({c.BAND: "1.5"}, c.BAND),
