@@ -111,13 +111,17 @@ class RestartScaler(Controller):
                                  REPLICASETS: {BY_DEPLOYMENT: replicaset_deployment}})
     workers = 2
 
-    def pods_of(self, deployment: Obj) -> Iterable[str]:
-        """A Deployment's annotations changed (its cap, say): look at its pods again."""
+    def _pods_of_deployment(self, deployment: Obj) -> Iterable[Obj]:
+        """The cached pods of a Deployment's ReplicaSets (through the indexes)."""
         key = f"{deployment['metadata']['namespace']}/{deployment['metadata']['name']}"
         for rs in self.lister_for(REPLICASETS).by_index(BY_DEPLOYMENT, key):
             rs_key = f"{rs['metadata']['namespace']}/{rs['metadata']['name']}"
-            for pod in self.lister.by_index(BY_REPLICASET, rs_key):
-                yield f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            yield from self.lister.by_index(BY_REPLICASET, rs_key)
+
+    def pods_of(self, deployment: Obj) -> Iterable[str]:
+        """A Deployment's annotations changed (its cap, say): look at its pods again."""
+        for pod in self._pods_of_deployment(deployment):
+            yield f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
     watches = (Watch(REPLICASETS, map_to=lambda obj: ()),  # for its cache and index only
                Watch(DEPLOYMENTS, map_to=pods_of, predicates=(annotations_changed,)))
@@ -133,8 +137,8 @@ class RestartScaler(Controller):
 
     def reconcile(self, key: str) -> Requeue | None:
         pod = self.lister.get_by_key(key)
-        if pod is None:
-            return None
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return None  # gone or going (a scale-down, a rollout): not an episode to act on
         container, count = restarts(pod)
         if count < self.threshold:
             return None
@@ -153,6 +157,10 @@ class RestartScaler(Controller):
         annotations = deployment["metadata"].get("annotations") or {}
         replicas = int((deployment.get("spec") or {}).get("replicas", 1))
         why = f"pod {pod['metadata']['name']} container {container} restarted {count} times"
+        if replicas == 0:
+            # Scaled to zero on purpose (the usual way to stop a broken app): never undo it.
+            self.log.info("deployment_scaled_to_zero", deployment=deployment["metadata"]["name"])
+            return None
         cap = self._cap(deployment, annotations)
         if cap is None:
             return None
@@ -162,11 +170,23 @@ class RestartScaler(Controller):
             self.events.warning(deployment, "ScaleUpRefused",
                                 f"{why}; already at the cap of {cap} replicas")
             return None
+        now = self.now()
         last = parse_rfc3339(annotations.get(LAST_SCALE_UP, ""))
-        if last is not None and (wait := last + self.cooldown - self.now()) > 0:
+        if last is not None and last > now + self.cooldown:
+            # Edited by hand, or written by a replica whose clock ran far ahead: honouring
+            # it would postpone every scale-up until that date.
+            self.log.warning("last_scale_up_in_future",
+                             deployment=deployment["metadata"]["name"],
+                             value=annotations.get(LAST_SCALE_UP, "")[:64])
+            last = None
+        if last is not None and (wait := last + self.cooldown - now) > 0:
             self.log.info("scale_up_cooling_down", deployment=deployment["metadata"]["name"],
                           seconds_left=round(wait, 1))
             return Requeue(after=wait)
+        # Keep the episodes of pods that still exist: a still crash-looping pod pushed out
+        # of the record by gone ones would count as a new episode and scale again.
+        live = {p["metadata"]["uid"] for p in self._pods_of_deployment(deployment)}
+        handled = {u: c for u, c in handled.items() if u in live}
         return self._scale_up(deployment, replicas=replicas, uid=uid, count=count,
                               handled=handled, why=why)
 
@@ -174,7 +194,9 @@ class RestartScaler(Controller):
         raw = annotations.get(MAX_REPLICAS)
         if raw is None:
             return self.max_replicas
-        if raw.isdigit() and 1 <= int(raw) <= 100_000:
+        # isascii: str.isdigit() accepts "²", which int() refuses; the length bound keeps
+        # int() under Python's digit limit (it raises on thousands of digits).
+        if raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= 100_000:
             return int(raw)
         self.log.warning("invalid_max_replicas", deployment=deployment["metadata"]["name"],
                          value=raw[:64])

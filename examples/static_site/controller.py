@@ -33,7 +33,9 @@ INSTANCE = "app.kubernetes.io/instance"
 CONTENT_HASH = "examples.pycontroller.dev/content-hash"
 FINALIZER = "examples.pycontroller.dev/teardown"
 DEFAULT_IMAGE = "nginxinc/nginx-unprivileged:1.27"
+CONFIGMAP_MAX_BYTES = 1 << 20  # the apiserver's limit on a ConfigMap's data
 _FILE = re.compile(r"[-._a-zA-Z0-9]+")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _CHILDREN = (Owns(CONFIGMAPS, label_selector=f"{MANAGED_BY}={OPERATOR}"),
              Owns(DEPLOYMENTS, label_selector=f"{MANAGED_BY}={OPERATOR}"),
              Owns(SERVICES, label_selector=f"{MANAGED_BY}={OPERATOR}"))
@@ -43,6 +45,21 @@ Obj = Mapping[str, Any]
 
 class InvalidSpecError(ValueError):
     """The spec cannot be served (the CRD's schema catches most of this first)."""
+
+
+def check_name(name: str) -> None:
+    """The site's name becomes the Service's, the Deployment's and a label value: it must
+    be a DNS label (RFC 1123: at most 63 characters, ``a-z``, ``0-9``, ``-``, no dots),
+    which a StaticSite name (a DNS subdomain) need not be. Older clusters also want a
+    letter first for a Service name; their apiserver says so (``ChildRefused``).
+
+    Raises:
+        InvalidSpecError: with a message for the condition.
+    """
+    if len(name) > 63 or not _LABEL.fullmatch(name):
+        raise InvalidSpecError(
+            f"metadata.name {name[:64]!r} must be a DNS label (at most 63 characters of "
+            "a-z, 0-9 and '-', no dots): it names the site's Service and Deployment")
 
 
 def check_spec(spec: Obj) -> None:
@@ -56,10 +73,16 @@ def check_spec(spec: Obj) -> None:
     if not isinstance(content, dict) or not content:
         raise InvalidSpecError("spec.content must map at least one file name to its text")
     for name, text in content.items():
-        if not _FILE.fullmatch(name) or len(name) > 253 or name in (".", ".."):
+        # A ConfigMap key: and none may start with ".." (the volume's own "..data" link).
+        if not _FILE.fullmatch(name) or len(name) > 253 or name == "." or \
+                name.startswith(".."):
             raise InvalidSpecError(f"spec.content: {name[:64]!r} is not a valid file name")
         if not isinstance(text, str):
             raise InvalidSpecError(f"spec.content.{name} must be text")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in content.items())
+    if size > CONFIGMAP_MAX_BYTES:  # the CRD allows 64 files of 64 KiB
+        raise InvalidSpecError(f"spec.content holds {size} bytes; its ConfigMap takes at "
+                               "most 1 MiB (file names and texts together)")
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or not 0 <= replicas <= 20:
         raise InvalidSpecError("spec.replicas must be an integer 0-20")
@@ -139,6 +162,7 @@ class StaticSiteController(Controller):
         if site is None:
             return None  # gone: the teardown ran before the finalizer was removed
         try:
+            check_name(site["metadata"]["name"])
             check_spec(site.get("spec") or {})
         except InvalidSpecError as exc:
             self.log.warning("invalid_spec", error=str(exc))
@@ -146,6 +170,7 @@ class StaticSiteController(Controller):
             self._status(site, reconciled=(False, "InvalidSpec", str(exc)), available=None)
             return None  # a spec change (new generation) reconciles again
         changed: list[str] = []
+        applied: dict[Resource, Obj] = {}
         for resource, intent in children(site):
             name = intent["metadata"]["name"]
             before = self.lister_for(resource).get_by_key(f"{intent['metadata']['namespace']}"
@@ -162,13 +187,15 @@ class StaticSiteController(Controller):
             if before is None or before["metadata"]["resourceVersion"] != \
                     after["metadata"]["resourceVersion"]:
                 changed.append(f"{resource.kind} {name}")
+            applied[resource] = after
         if changed:
             self.log.info("children_applied", changed=changed)
             self.events.normal(site, "Applied", "applied " + ", ".join(changed))
-        deploy = self.lister_for(DEPLOYMENTS).get_by_key(key)
+        # The Deployment as the apply returned it: the cache may still show the version
+        # before a new Pod template, fully rolled out, and Available would lie.
         self._status(site, reconciled=(True, "ChildrenApplied",
                                        "ConfigMap, Deployment and Service are applied"),
-                     available=self._availability(site, deploy))
+                     available=self._availability(site, applied[DEPLOYMENTS]))
         return None
 
     @staticmethod

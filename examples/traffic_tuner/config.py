@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -64,6 +65,22 @@ def _number(annotations: Mapping[str, str], name: str, default: float | None, *,
     return value
 
 
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` denotes as a literal, in every form the resolver accepts
+    (``inet_aton``'s decimal, hex, octal and short forms: ``2852039166`` is
+    169.254.169.254), an IPv4-mapped IPv6 address as its IPv4 address; None for a name."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def check_url(url: str) -> str:
     """An http(s) URL with a host, without credentials or a fragment, and not link-local
     (cloud metadata endpoints live there).
@@ -84,10 +101,7 @@ def check_url(url: str) -> str:
         raise ConfigError(f"annotation {METRICS_URL} needs a host and no user:password@")
     if parts.fragment or port == 0:
         raise ConfigError(f"annotation {METRICS_URL}: no #fragment, and a port 1-65535")
-    try:
-        ip = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        ip = None
+    ip = _address(parts.hostname)
     if ip is not None and (ip.is_link_local or ip.is_multicast or ip.is_unspecified):
         raise ConfigError(f"annotation {METRICS_URL} must not point at a link-local, "
                           "multicast or unspecified address")
@@ -118,8 +132,9 @@ def parse_config(annotations: Mapping[str, str]) -> TunerConfig | None:
     if len(configmap) > 253 or not _SUBDOMAIN.fullmatch(configmap):
         raise ConfigError(f"annotation {CONFIGMAP} must be a ConfigMap name (RFC 1123)")
     key = text(KEY)
-    if len(key) > 253 or not _CONFIG_KEY.fullmatch(key):
-        raise ConfigError(f"annotation {KEY} must be a ConfigMap key ([-._a-zA-Z0-9]+)")
+    if len(key) > 253 or not _CONFIG_KEY.fullmatch(key) or key == "." or key.startswith(".."):
+        raise ConfigError(f"annotation {KEY} must be a ConfigMap key ([-._a-zA-Z0-9]+, not "
+                          "'.', not starting with '..')")
     high, normal = text(HIGH), text(NORMAL)
     if len(high) > MAX_VALUE or len(normal) > MAX_VALUE:
         raise ConfigError(f"annotations {HIGH} and {NORMAL} hold at most {MAX_VALUE} characters")

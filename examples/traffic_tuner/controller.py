@@ -58,16 +58,38 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+def _read_until(resp: Any, deadline: float) -> bytes:
+    """The body, at most ``MAX_BODY + 1`` bytes, read in chunks until ``deadline``
+    (monotonic): the socket timeout bounds each read, not the whole body, so a server
+    dripping bytes could otherwise hold a worker for hours.
+
+    Raises:
+        ScrapeError: the body was still arriving at the deadline.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        if time.monotonic() >= deadline:
+            raise ScrapeError("unreachable: timed out reading the response")
+        chunk = resp.read1(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def scrape(url: str, counter: str, timeout: float) -> float:
     """The sum of the counter's samples (all label sets) at ``url``.
 
     Raises:
         ScrapeError: see the class.
     """
+    deadline = time.monotonic() + timeout
     try:
         with _OPENER.open(urllib.request.Request(
                 url, headers={"Accept": "text/plain;version=0.0.4"}), timeout=timeout) as resp:
-            body = resp.read(MAX_BODY + 1)
+            body = _read_until(resp, deadline)
     except urllib.error.HTTPError as exc:
         raise ScrapeError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout, TLS

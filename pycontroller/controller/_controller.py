@@ -403,6 +403,11 @@ class Controller:
             thread.join(max(0.0, deadline - self._clock.now()))
         return not any(t.is_alive() for t in self._threads)
 
+    def _join_workers(self) -> None:
+        """Wait, without a bound, until every worker thread has ended (after ``stop``)."""
+        for thread in self._threads:
+            thread.join()
+
     def healthy(self) -> tuple[bool, str]:
         """Whether every worker is alive and none is stuck in one reconcile."""
         dead = [t.name for t in self._threads if not t.is_alive()]

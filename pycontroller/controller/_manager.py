@@ -70,16 +70,17 @@ class Manager:
     With ``leader_election`` (and the Lease ``leader_election_id``, in
     ``leader_election_namespace``: by default the Pod's own namespace, read from its
     service-account mount; outside a Pod it must be given), every replica fills
-    its caches, but only the leader runs workers; ``/readyz`` turns ready once the caches
-    have synced and the replica leads. A leader that loses its Lease hands out no further
-    key from that instant (the workers run with the elector's leading event) and ``run()``
-    returns 1 at once, without the grace period: running reconciles are abandoned, not
-    awaited (as controller-runtime does), so exit the process and let the Pod restart and
-    stand for election again.
+    its caches, but only the leader runs workers (``elected()``); ``/readyz`` turns ready
+    once the caches have synced, on the standby too. A leader that loses its Lease hands
+    out no further key from that instant (the workers run with the elector's leading
+    event) and ``run()`` returns 1 at once, without the grace period: running reconciles
+    are abandoned, not awaited (as controller-runtime does), so exit the process and let
+    the Pod restart and stand for election again.
 
     Readiness: a controller's workers start only after every informer it uses (primary,
     ``owns``, ``watches``) has synced and each of its handler registrations has delivered
-    its initial list; ``/readyz`` reports exactly that (and leadership).
+    its initial list; ``/readyz`` reports exactly that (and, in its message, whether the
+    replica waits for leadership).
 
     ``clock`` is the time source of the queues, workers, timeouts and sync waits (tests
     inject a ``FakeClock``). ``factory`` is an escape hatch: controllers never need it,
@@ -251,13 +252,23 @@ class Manager:
     # -- probes ------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
         """Ready when every informer of every controller has synced, every handler has seen
-        its initial list, and the workers run (so: only on the leader)."""
+        its initial list, and the workers run — or, with leader election, this replica is
+        a synced standby (it must be ready, or a rolling update of a Deployment with
+        ``maxUnavailable: 0`` waits forever for the new Pod, which cannot lead while the
+        old one holds the Lease). ``elected()`` tells the two apart."""
         waiting = sorted({c.name for c, reg in self._registrations if not reg.has_synced()})
         if waiting:
             return False, f"caches not synced: {', '.join(waiting)}"
         if self._started.is_set():
             return True, "ok"
-        return False, "waiting for leadership" if self._election else "starting"
+        if self._election is not None:
+            return True, "ok (standby: waiting for leadership)"
+        return False, "starting"
+
+    def elected(self) -> bool:
+        """Whether the workers run: this replica leads, or runs without leader election,
+        and its controllers have started (≙ controller-runtime's ``Elected()``)."""
+        return self._started.is_set()
 
     def healthy(self) -> tuple[bool, str]:
         """Healthy when every informer and every worker lives and none is stuck."""
@@ -339,7 +350,9 @@ class Manager:
                 self._leader_status(self._lease[1]).set(0)
             self.factory.start(stop)
             self._wait_for_sync(stop)
-            if self._election is None:
+            if stop.is_set():
+                pass  # stopped while syncing: start nothing, and never take the Lease
+            elif self._election is None:
                 self._start_controllers(stop)
             else:
                 self._stand_for_election(stop)
@@ -389,6 +402,12 @@ class Manager:
             self._log.info("leading_started", identity=self._identity)
             # The elector sets ``leading`` the moment it steps down: no key after that.
             self._start_controllers(leading)
+            # The elector releases the Lease (release_on_cancel) once this returns: only
+            # after every worker has ended. A reconcile that outlives the grace period, or
+            # one abandoned after a loss, would otherwise run beside the standby's.
+            leading.wait()
+            for controller in self._controllers:
+                controller._join_workers()
 
         def on_stopped() -> None:
             status.set(0)
@@ -431,16 +450,20 @@ class Manager:
         lost = self._lost_leadership.is_set()
         grace = 0.0 if lost else self._grace  # another replica may already be working
         self._log.info("shutdown_started", grace_period=grace)
+        drained = True
         for controller in self._controllers:
-            if not controller.stop(grace) and not lost:
-                self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+            if not controller.stop(grace):
+                drained = False
+                if not lost:
+                    self._log.warning("shutdown_grace_exceeded", controller=controller.name)
         for recorder in self._recorders:  # after the workers: their last events are sent
             recorder.stop(0.5 if lost else 5.0)
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             # After a loss the elector has already stepped down; it may still wait for a
-            # hung request (bounded by the client's timeout), which must not delay the exit.
-            self._elector_thread.join(1.0 if lost else 30.0)
+            # hung request (bounded by the client's timeout), and with workers still
+            # running it releases only once they end: neither may delay the exit.
+            self._elector_thread.join(30.0 if drained and not lost else 1.0)
         self.factory.shutdown(10.0)
         for server in self._servers.values():
             server.stop()

@@ -44,6 +44,7 @@ JITTER_FACTOR: Final = 1.2
 # leader's work needs to stop after its event is set (see LeaderElectionConfig).
 _SAFETY_FACTOR: Final = 1.2
 _POLL: Final = 0.1  # seconds between checks of the stop event while a request runs
+_ABSENT: Final = b"absent"  # _observed_raw once the lock object was seen deleted (not JSON)
 
 
 class OnStartedLeading(Protocol):
@@ -361,6 +362,8 @@ class LeaderElector:
         try:
             current, raw = self._lock.get()
         except NotFoundError:
+            if self._deleted_under_live_holder():
+                return False
             return self._write(self._lock.create, desired, start)
         except Exception as exc:
             self._failed(exc)
@@ -379,6 +382,23 @@ class LeaderElector:
             new = dataclasses.replace(desired,
                                       leader_transitions=current.leader_transitions + 1)
         return self._write(self._lock.update, new, start)
+
+    def _deleted_under_live_holder(self) -> bool:
+        """The lock object is gone: True while another holder we saw may still lead.
+
+        A deletion (by hand, say) is a change of the record, not a release: the holder we
+        last saw may still be within its renew deadline, so we wait ``lease_duration`` from
+        when we noticed it, as for any change. Without a previous holder (a first start, a
+        release, ourselves) we create at once.
+        """
+        now = self._clock.now()
+        with self._cond:
+            observed = self._observed
+            if observed is None or observed.holder_identity in ("", self._identity):
+                return False
+            if self._observed_raw != _ABSENT:
+                self._observed_raw, self._observed_time = _ABSENT, now
+            return self._lease_valid_locked(now)
 
     def _release(self) -> bool:
         """Write an empty holder with a 1 s lease if we still hold the lock."""

@@ -32,7 +32,8 @@ def run_manager(manager: Manager, *, ready_timeout: float = 60.0,
                 stop_timeout: float = 60.0) -> Iterator[Manager]:
     """Run ``manager`` on a background thread for the ``with`` block; stop it on exit.
 
-    Entering waits until ``manager.ready()`` (caches synced, workers started). Leaving
+    Entering waits until ``manager.ready()`` and ``manager.elected()`` (caches synced,
+    workers started: with leader election, once it leads). Leaving
     sets the stop event, which drains the workers as SIGTERM would, and waits for
     ``run()`` to return.
 
@@ -58,7 +59,7 @@ def run_manager(manager: Manager, *, ready_timeout: float = 60.0,
     thread.start()
     try:
         deadline = time.monotonic() + ready_timeout
-        while not manager.ready()[0]:
+        while not (manager.ready()[0] and manager.elected()):
             if not thread.is_alive():
                 raise RuntimeError(
                     f"the manager stopped before it was ready (exit code {result or failure})"

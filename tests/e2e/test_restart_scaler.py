@@ -207,6 +207,25 @@ def test_refuses_at_the_cap_and_follows_a_raised_cap(
     assert s.errors() == 0
 
 
+@pytest.mark.parametrize("cap", ["\u00b2", "9" * 5000, "-1", "2.5", "0", "lots"])
+def test_a_garbage_cap_is_reported_not_fatal(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str, *, cap: str,
+) -> None:
+    # "\u00b2" (superscript two) passes str.isdigit() but not int(); 5000 digits exceed
+    # Python's int() digit limit: both raised in every reconcile, without an Event.
+    w = Workload(kube_client, kube_envtest, kube_namespace, node,
+                 annotations={MAX_REPLICAS: cap})
+    pod = w.pod()
+    s = scaler(threshold=1, cooldown=0)
+    w.crash(pod)
+    invalid = wait_for(lambda: w.events("InvalidMaxReplicas"), timeout=60,
+                       message="InvalidMaxReplicas Event")
+    assert invalid[0]["type"] == "Warning" and "1-100000" in invalid[0]["note"]
+    assert w.replicas() == 1
+    assert s.errors() == 0
+
+
 def test_cooldown_holds_between_episodes(
     scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
     kube_namespace: str, node: str,
@@ -232,6 +251,75 @@ def test_cooldown_holds_between_episodes(
     assert s.errors() == 0
 
 
+def test_a_last_scale_up_in_the_future_does_not_block_for_years(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str,
+) -> None:
+    """A hand-edited (or skewed-clock) last-scale-up far ahead of now is not trusted: it
+    would otherwise postpone every scale-up of the Deployment until that date."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node,
+                 annotations={LAST_SCALE_UP: "2099-01-01T00:00:00Z"})
+    pod = w.pod()
+    s = scaler(threshold=1, cooldown=300)
+    w.crash(pod)
+    wait_for(lambda: w.replicas() == 2, timeout=60, message="scaled despite the stamp")
+    assert w.deployment()["metadata"]["annotations"][LAST_SCALE_UP] < "2099"
+    assert s.errors() == 0
+
+
+def test_live_pods_stay_recorded_however_many_gone_pods_were_handled(
+    kube_client: Client, kube_envtest: ControlPlane, kube_namespace: str, node: str,
+) -> None:
+    """The record keeps the last 20 episodes: gone pods make way first, or a pod that
+    still crash-loops drops out of it and scales the Deployment again."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node)
+    old, new = w.pod(), w.pod()
+    w.crash(old)
+    w.crash(new)
+    old_pod, new_pod = (kube_client.get(PODS, p, kube_namespace) for p in (old, new))
+    gone = [f"{uuid.uuid4()}=5" for _ in range(19)]  # pods replaced long ago
+    dep = kube_client.patch(DEPLOYMENTS, w.name, {"metadata": {"annotations": {
+        HANDLED: ",".join([f"{old_pod['metadata']['uid']}=3", *gone])}}}, kube_namespace)
+    objects = {PODS: [old_pod, new_pod], REPLICASETS: [w.rs], DEPLOYMENTS: [dep]}
+    assert bound_scaler(kube_client, objects).reconcile(f"{kube_namespace}/{new}") is None
+    assert w.replicas() == 2
+    handled = w.deployment()["metadata"]["annotations"][HANDLED]
+    assert old_pod["metadata"]["uid"] in handled  # still crash-looping: still handled
+    assert new_pod["metadata"]["uid"] in handled
+
+
+def test_terminating_pods_and_deployments_scaled_to_zero_are_left_alone(
+    scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
+    kube_namespace: str, node: str,
+) -> None:
+    """`kubectl scale --replicas=0` is how one stops a broken app: the Pods it is
+    terminating must not scale it back up, nor may any Pod of a Deployment at 0."""
+    w = Workload(kube_client, kube_envtest, kube_namespace, node)
+    pod = w.pod()
+    kube_client.patch(PODS, pod, {"metadata": {"finalizers": ["test.pycontroller.dev/hold"]}},
+                      kube_namespace)
+    s = scaler(threshold=2, cooldown=0)
+    try:
+        w.crash(pod)
+        kube_client.delete(PODS, pod, kube_namespace)  # terminating, held by the finalizer
+        wait_for(lambda: kube_client.get(PODS, pod, kube_namespace)["metadata"].get(
+            "deletionTimestamp"), timeout=30, message="terminating")
+        before = s.reconciles()
+        w.crash(pod)  # reaches the threshold while terminating
+        s.settle(before)
+        assert w.replicas() == 1
+        # The Deployment scaled to zero; a Pod of it still crashes (its last moments).
+        kube_client.patch(DEPLOYMENTS, w.name, {"spec": {"replicas": 0}}, kube_namespace)
+        other = w.pod()
+        before = s.reconciles()
+        w.crash(other, 2)
+        s.settle(before, 2)
+        assert w.replicas() == 0
+        assert s.errors() == 0
+    finally:
+        kube_client.patch(PODS, pod, {"metadata": {"finalizers": None}}, kube_namespace)
+
+
 def test_pods_without_a_deployment_are_logged_not_fatal(
     scaler: Callable[..., Scaler], kube_client: Client, kube_envtest: ControlPlane,
     kube_namespace: str, node: str,
@@ -253,7 +341,8 @@ def bound_scaler(client: Client, objects: dict[Any, list[Any]]) -> RestartScaler
     """A scaler bound to caches the test fills (stale on purpose)."""
     listers = {}
     for resource in (PODS, REPLICASETS, DEPLOYMENTS):
-        store: ThreadSafeStore[Any] = ThreadSafeStore()
+        store: ThreadSafeStore[Any] = ThreadSafeStore(
+            indexers=RestartScaler.indexers.get(resource))
         for obj in objects.get(resource, []):
             store.add(obj)
         listers[resource] = Lister(store)

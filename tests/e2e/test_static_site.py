@@ -15,17 +15,22 @@ from examples.static_site.controller import (
     CONTENT_HASH,
     FINALIZER,
     STATICSITES,
+    InvalidSpecError,
     StaticSiteController,
+    check_spec,
 )
 from pycontroller import (
     CONFIGMAPS,
     DEPLOYMENTS,
     SERVICES,
     Client,
+    EventRecorder,
+    Lister,
     Manager,
     connect,
     get_condition,
 )
+from pycontroller.cache import ThreadSafeStore
 from pycontroller.client import EVENTS_K8S_IO, SECRETS
 from pycontroller.envtest import ControlPlane
 from pycontroller.errors import ForbiddenError, InvalidError, NotFoundError
@@ -144,6 +149,59 @@ def test_create_update_adopt_drift_and_delete(
     assert "Service web" in torn[0]["note"]
 
 
+def test_content_too_big_for_a_configmap_is_an_invalid_spec(
+    operator: StaticSiteController, kube_client: Client, kube_namespace: str,
+) -> None:
+    """The CRD allows 64 files of 64 KiB; a ConfigMap holds 1 MiB in all. The spec is
+    wrong, not the ConfigMap someone else's: InvalidSpec, not ChildRefused."""
+    ns = kube_namespace
+    content = {f"page{i}.html": "x" * 65536 for i in range(17)}
+    kube_client.create(STATICSITES, site("big", content=content), ns)
+    cond = wait_for(lambda: condition(kube_client, ns, "big", "Reconciled"), timeout=60,
+                    message="Reconciled")
+    assert cond["status"] == "False" and cond["reason"] == "InvalidSpec", cond
+    assert "1 MiB" in cond["message"]
+    assert get_or_none(kube_client, CONFIGMAPS, "big-content", ns) is None
+
+
+def test_available_never_claims_a_generation_the_deployment_has_not_observed(
+    crd: None, kube_client: Client, kube_namespace: str,
+) -> None:
+    """Right after applying a new Pod template the cache may still show the old Deployment,
+    fully rolled out (the informer lags under load): Available must come from the applied
+    Deployment, not from the cache. The operator is bound to caches the test fills."""
+    ns = kube_namespace
+    first = kube_client.create(STATICSITES, site("web"), ns)
+    op = bound_operator(kube_client, {STATICSITES: [first]})
+    assert op.reconcile(f"{ns}/web") is None
+    dep = kube_client.patch(DEPLOYMENTS, "web", {"status": {
+        "observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+        "availableReplicas": 1}}, ns, subresource="status")
+    assert dep["metadata"]["generation"] == 1
+    second = kube_client.patch(STATICSITES, "web", {"spec": {"content": {"new.html": "x"}}},
+                               ns)
+    # The cache still holds generation 1 of the Deployment, observed and available.
+    op = bound_operator(kube_client, {STATICSITES: [second], DEPLOYMENTS: [dep]})
+    assert op.reconcile(f"{ns}/web") is None
+    assert kube_client.get(DEPLOYMENTS, "web", ns)["metadata"]["generation"] == 2
+    avail = condition(kube_client, ns, "web", "Available")
+    assert avail["observedGeneration"] == 2
+    assert (avail["status"], avail["reason"]) == ("False", "Progressing"), avail
+
+
+def bound_operator(client: Client, objects: dict[Any, list[Any]]) -> StaticSiteController:
+    """An operator bound to caches the test fills (stale on purpose)."""
+    listers = {}
+    for resource in (STATICSITES, CONFIGMAPS, DEPLOYMENTS, SERVICES):
+        store: ThreadSafeStore[Any] = ThreadSafeStore()
+        for obj in objects.get(resource, []):
+            store.add(obj)
+        listers[resource] = Lister(store)
+    op = StaticSiteController()
+    op.bind(client=client, listers=listers, events=EventRecorder(client, "staticsite"))
+    return op
+
+
 def test_a_child_owned_by_someone_else_is_not_taken(
     operator: StaticSiteController, kube_client: Client, kube_namespace: str,
 ) -> None:
@@ -168,12 +226,39 @@ def test_a_child_owned_by_someone_else_is_not_taken(
     assert get_or_none(kube_client, SERVICES, "taken", ns) is not None  # not ours: kept
 
 
+@pytest.mark.parametrize("name", ["my.site", "x" * 64])
+def test_a_site_name_that_cannot_name_its_service_is_an_invalid_spec(
+    operator: StaticSiteController, kube_client: Client, kube_namespace: str, name: str,
+) -> None:
+    """A valid StaticSite name (a DNS subdomain) may not name a Service (a DNS label: no
+    dots, at most 63 characters; the instance label allows 63 too): reported as
+    InvalidSpec, and no child is made for a site that cannot be served."""
+    ns = kube_namespace
+    kube_client.create(STATICSITES, site(name), ns)
+    cond = wait_for(lambda: condition(kube_client, ns, name, "Reconciled"), timeout=60,
+                    message="Reconciled")
+    assert cond["status"] == "False" and cond["reason"] == "InvalidSpec", cond
+    assert "metadata.name" in cond["message"]
+    assert wait_for(lambda: events(kube_client, ns, "InvalidSpec"), timeout=30,
+                    message="Warning Event")
+    assert get_or_none(kube_client, CONFIGMAPS, f"{name}-content", ns) is None
+    assert get_or_none(kube_client, DEPLOYMENTS, name, ns) is None
+
+
 def test_the_crd_schema_refuses_bad_specs(crd: None, kube_client: Client,
                                           kube_namespace: str) -> None:
     with pytest.raises(InvalidError):
         kube_client.create(STATICSITES, site("bad", content={"../x": "y"}), kube_namespace)
     with pytest.raises(InvalidError):
         kube_client.create(STATICSITES, site("bad", replicas=99), kube_namespace)
+    with pytest.raises(InvalidError):  # a ConfigMap key must not start with ".."
+        kube_client.create(STATICSITES, site("bad", content={"..data": "y"}), kube_namespace)
+
+
+@pytest.mark.parametrize("name", [".", "..", "..data", "a/b", "x" * 254])
+def test_check_spec_refuses_what_a_configmap_key_cannot_be(name: str) -> None:
+    with pytest.raises(InvalidSpecError, match="file name"):
+        check_spec({"content": {name: "text"}})
 
 
 def test_manifests_rbac_is_enough_and_no_more(

@@ -14,9 +14,11 @@ from structlog.testing import capture_logs
 from pycontroller._util._wait import wait_for
 from pycontroller.client import LEASES, Client, connect
 from pycontroller.envtest import ControlPlane
+from pycontroller.errors import TransportError
 from pycontroller.leaderelection import (
     JITTER_FACTOR,
     LeaderElectionConfig,
+    LeaderElectionRecord,
     LeaderElector,
     LeaseLock,
     parse_microtime,
@@ -32,6 +34,35 @@ CFG = LeaderElectionConfig(lease_duration=LEASE, renew_deadline=RENEW, retry_per
 SLACK = 3.0  # two cores, other tests running: generous, but every wait is bounded
 
 
+class CuttableLock:
+    """A real LeaseLock whose requests can be made to fail: this candidate alone loses the
+    apiserver (a network partition of one replica)."""
+
+    def __init__(self, lock: LeaseLock) -> None:
+        self._lock = lock
+        self.cut = threading.Event()
+        self.identity = lock.identity
+
+    def _check(self) -> None:
+        if self.cut.is_set():
+            raise TransportError("partitioned by the test")
+
+    def get(self) -> tuple[LeaderElectionRecord, bytes]:
+        self._check()
+        return self._lock.get()
+
+    def create(self, record: LeaderElectionRecord) -> None:
+        self._check()
+        self._lock.create(record)
+
+    def update(self, record: LeaderElectionRecord) -> None:
+        self._check()
+        self._lock.update(record)
+
+    def describe(self) -> str:
+        return self._lock.describe()
+
+
 class Candidate:
     """One elector on its own client (request timeout ~ renew_deadline / 2)."""
 
@@ -43,8 +74,9 @@ class Candidate:
         self.stopped_at: float | None = None
         self.leading_event: threading.Event | None = None
         self.stop = threading.Event()
+        self.lock = CuttableLock(LeaseLock(self.client, namespace, "leader", identity))
         self.elector = LeaderElector(
-            LeaseLock(self.client, namespace, "leader", identity), config,
+            self.lock, config,
             on_started_leading=self._started, on_stopped_leading=self._stopped)
         self.thread = threading.Thread(target=self.elector.run, args=(self.stop,),
                                        name=f"pycontroller-test-{identity}")
@@ -234,3 +266,30 @@ def test_user_without_rbac_never_leads(
     finally:
         cand.shut_down()
     assert cand.stopped.is_set() and not cand.started.is_set()
+
+
+def test_standby_waits_out_a_lease_deleted_by_hand(
+    kube_control_plane: ControlPlane | ExternalCluster, kube_client: Client,
+    kube_namespace: str,
+) -> None:
+    """Deleting the Lease is a change of the record, not a release: the standby waits a
+    lease duration from when it noticed, because the leader it last saw may still lead (here
+    it is cut off from the apiserver and leads until its renew deadline)."""
+    slow = LeaderElectionConfig(lease_duration=6, renew_deadline=4, retry_period=RETRY)
+    with candidates(kube_control_plane, kube_namespace, "a", "b", config=slow) as (a, b), \
+            Sampler([a, b]) as sampler:
+        a.start()
+        assert a.started.wait(10 + SLACK)
+        b.start()
+        wait_for(lambda: b.elector.get_leader() == "a", timeout=5 + SLACK,
+                 message="b observes a")
+        a.lock.cut.set()
+        kube_client.delete(LEASES, "leader", kube_namespace)
+        deleted = time.monotonic()
+        assert a.stopped.wait(4 + SLACK), "a did not step down at its renew deadline"
+        assert b.started.wait(6 + (1 + JITTER_FACTOR) * RETRY + SLACK)
+        # b noticed the deletion within one poll, then waited a whole lease duration.
+        assert time.monotonic() - deleted >= 6 - 0.2
+    assert sampler.samples > 100 and sampler.overlaps == 0
+    spec = lease_spec(kube_client, kube_namespace)
+    assert spec["holderIdentity"] == "b"

@@ -274,7 +274,7 @@ def test_lease_goes_to_the_pods_namespace_not_default(
     thread = threading.Thread(target=manager.run, args=(stop,), name="pycontroller-test-sec")
     thread.start()
     try:
-        wait_for(lambda: manager.ready()[0], timeout=30, message="leads")
+        wait_for(manager.elected, timeout=30, message="leads")
         lease = kube_client.get(LEASES, lease_name, kube_namespace)
         assert lease["metadata"]["namespace"] == kube_namespace
         assert not [o for o in kube_client.list_all(LEASES, "default")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import pytest
 
 from examples.traffic_tuner import config as c
 from examples.traffic_tuner.config import ConfigError, next_state, parse_config, rate
-from examples.traffic_tuner.controller import safe_url
+from examples.traffic_tuner.controller import ScrapeError, safe_url, scrape
 
 GOOD = {c.METRICS_URL: "http://web.shop.svc:9090/metrics", c.COUNTER: "http_requests_total",
         c.THRESHOLD: "10", c.CONFIGMAP: "web-tuning", c.KEY: "mode", c.HIGH: "busy",
@@ -31,6 +36,15 @@ def test_unmanaged_and_defaults() -> None:
     ({c.METRICS_URL: "http://169.254.169.254/latest/meta-data"}, "link-local"),
     ({c.METRICS_URL: "http://[fe80::1]/metrics"}, "link-local"),
     ({c.METRICS_URL: "http://0.0.0.0/metrics"}, "unspecified"),
+    # Every form the resolver (inet_aton) reads as 169.254.169.254 or 0.0.0.0, and the
+    # IPv4-mapped IPv6 form, which a dual-stack socket connects to over IPv4.
+    ({c.METRICS_URL: "http://2852039166/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0xa9fea9fe/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0251.0376.0251.0376/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://169.254.43518/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://[::ffff:169.254.169.254]/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://[::ffff:a9fe:a9fe]/latest/meta-data"}, "link-local"),
+    ({c.METRICS_URL: "http://0:9090/metrics"}, "unspecified"),
     ({c.METRICS_URL: "http://host/metrics#x"}, "fragment"),
     ({c.COUNTER: "http-requests"}, c.COUNTER),
     ({c.COUNTER: None}, "required"),
@@ -42,6 +56,8 @@ def test_unmanaged_and_defaults() -> None:
     ({c.CONFIGMAP: "a/b"}, c.CONFIGMAP),
     ({c.KEY: "a/b"}, c.KEY),
     ({c.KEY: ""}, c.KEY),
+    ({c.KEY: "."}, c.KEY),  # keys the apiserver refuses in a ConfigMap
+    ({c.KEY: "..data"}, c.KEY),
     ({c.HIGH: "quiet"}, "differ"),
     ({c.HIGH: "x" * 5000}, "at most"),
     ({c.BAND: "1.5"}, c.BAND),
@@ -81,3 +97,36 @@ def test_hysteresis_band_and_minimum_time_in_state() -> None:
     assert next_state("normal", 90, 100, 50.0, cfg) == "normal"  # only 10 s in state
     assert next_state("high", 90, 100, 0.0, cfg) == "high"
     assert next_state("normal", 70, 100, 50.0, cfg) == "high"  # 30 s: may change
+
+
+def test_scrape_timeout_bounds_the_whole_response() -> None:
+    """A server that answers its headers at once, then drips the body a byte at a time
+    (each byte well within the socket timeout) must not hold a worker past the timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            body = b"# TYPE http_requests_total counter\nhttp_requests_total 1\n" * 4
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            for byte in body:
+                if done.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    threading.Thread(target=drip, daemon=True, name="pycontroller-test-drip").start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/metrics"
+    started = time.monotonic()
+    try:
+        with pytest.raises(ScrapeError, match="timed out"):
+            scrape(url, "http_requests_total", timeout=1.0)
+        # The whole body would take about 46 s; a read in progress at the deadline gets at
+        # most one more socket timeout.
+        assert time.monotonic() - started < 2.0 + 1.0
+    finally:
+        done.set()
+        listener.close()
