@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,10 +47,23 @@ class Requeue:
     """Returned by ``reconcile`` to process the key again.
 
     ``after=None`` requeues rate-limited (growing backoff); ``after=s`` requeues after
-    ``s`` seconds and resets the key's failure history.
+    ``s`` seconds and resets the key's failure history (``s <= 0``: at once).
+
+    Raises:
+        TypeError: ``after`` is neither None nor a number.
+        ValueError: ``after`` is NaN.
     """
 
     after: float | None = None
+
+    def __post_init__(self) -> None:
+        after = self.after
+        if after is None:
+            return
+        if isinstance(after, bool) or not isinstance(after, (int, float)):
+            raise TypeError(f"Requeue(after=...) takes seconds or None, not {after!r}")
+        if math.isnan(after):
+            raise ValueError("Requeue(after=...) takes seconds or None, not NaN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +110,10 @@ class Controller:
     Guarantees: one key is never reconciled by two workers at once; a key added while it
     is being reconciled is reconciled again afterwards; ``reconcile`` returning ``None``
     forgets the key's failure history, ``Requeue(after=s)`` runs it again later; an
-    exception is logged (``reconcile_failed``) and retried with backoff (a 429 no sooner
-    than its ``Retry-After``); a ``TerminalError`` is logged and counted, never retried.
+    exception (any ``BaseException`` but ``KeyboardInterrupt``/``SystemExit``) or a
+    result that is neither ``None`` nor a ``Requeue`` is logged (``reconcile_failed``) and
+    retried with backoff (a 429 no sooner than its ``Retry-After``), the worker lives on;
+    a ``TerminalError`` is logged and counted, never retried.
     Inside ``reconcile`` (and ``cleanup``) ``self.log`` is bound to the key. With
     ``read_your_writes`` (default) a reconcile first waits, at most
     ``read_your_writes_timeout`` seconds, until the caches show every write the previous
@@ -480,10 +496,18 @@ class Controller:
                             traceback="".join(traceback.format_exception(exc)))
             queue.forget(key)
             return
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # asyncio.CancelledError too: the worker lives on
             self._failed(queue, key, exc, self._clock.now() - started)
             return
         seconds = self._clock.now() - started
+        if result is not None and not isinstance(result, Requeue):
+            # Never the value itself in the message: it may be an object (a Secret).
+            what = result.__name__ if isinstance(result, type) else type(result).__name__
+            self._failed(queue, key, TypeError(
+                f"reconcile must return None or Requeue(...), not {what}"), seconds)
+            return
         if result is None:
             self._metrics.reconciled("success", seconds)
             queue.forget(key)
@@ -495,7 +519,7 @@ class Controller:
             queue.forget(key)
             queue.add_after(key, result.after)
 
-    def _failed(self, queue: RateLimitingQueue[str], key: str, exc: Exception,
+    def _failed(self, queue: RateLimitingQueue[str], key: str, exc: BaseException,
                 seconds: float) -> None:
         self._metrics.reconciled("error", seconds)
         if not isinstance(exc, Error):

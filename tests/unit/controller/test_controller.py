@@ -43,7 +43,7 @@ class Scripted(Controller):
         try:
             if self.gate is not None:
                 self.gate.wait(5)
-            if isinstance(step, Exception):
+            if isinstance(step, BaseException):
                 raise step
             return cast("Requeue | None", step)
         finally:
@@ -127,6 +127,47 @@ def test_key_added_during_reconcile_runs_again_after(ctrl: Scripted) -> None:
     ctrl.gate.set()
     wait_for(lambda: ctrl.calls.count("ns/a") == 2, timeout=5)
     assert ctrl.overlaps == []
+
+
+@pytest.mark.parametrize("odd", [True, Requeue, 5, "later"],
+                         ids=["bool", "class", "int", "str"])
+def test_a_result_that_is_not_requeue_is_a_failure_not_a_dead_worker(
+        ctrl: Scripted, registry: CollectorRegistry, odd: object) -> None:
+    from structlog.testing import capture_logs
+
+    ctrl.workers = 1  # documentation only: the fixture started 4; a dead one is not replaced
+    ctrl.script["ns/a"] = [odd, odd, odd, odd, None]
+    with capture_logs() as logs:
+        ctrl.queue.add("ns/a")
+        wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    assert ctrl.calls == ["ns/a"] * 5  # retried with backoff, like an exception
+    assert count(registry, "error") == 4
+    assert ctrl.healthy() == (True, "ok")
+    failed = [e for e in logs if e["event"] == "reconcile_failed"]
+    assert len(failed) == 4 and "must return None or Requeue" in failed[0]["error"]
+
+
+def test_a_base_exception_from_reconcile_is_a_failure_not_a_dead_worker(
+        ctrl: Scripted, registry: CollectorRegistry) -> None:
+    import asyncio
+
+    # asyncio.CancelledError and GeneratorExit are BaseExceptions, not Exceptions.
+    ctrl.script["ns/a"] = [asyncio.CancelledError(), GeneratorExit(), asyncio.CancelledError(),
+                           asyncio.CancelledError(), asyncio.CancelledError(), None]
+    ctrl.queue.add("ns/a")
+    wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    assert count(registry, "error") == 5
+    assert sample(registry, "controller_runtime_reconcile_panics_total") == 5
+    assert ctrl.healthy() == (True, "ok")
+
+
+@pytest.mark.parametrize("after", [float("nan"), "5", -1.0, float("inf")])
+def test_requeue_after_must_be_a_number(after: object) -> None:
+    if after == -1.0 or after == float("inf"):
+        assert Requeue(after=after).after == after  # as client-go
+        return
+    with pytest.raises((TypeError, ValueError), match="after"):
+        Requeue(after=after)  # type: ignore[arg-type]
 
 
 def test_default_hooks_enqueue_keys_including_tombstones(ctrl: Scripted) -> None:
