@@ -355,11 +355,12 @@ class Controller:
         ``read_your_writes``); the declared ``finalizer`` (add it, or on deletion run
         ``cleanup`` and remove it, skipping ``reconcile``); ``reconcile(key)``. Exceptions
         propagate.
+
+        Raises:
+            ShutDownError: ``stop()`` was called while the step waited for the caches.
         """
         with self._reconciling(key):
-            if self._ryow is not None and not self._ryow.wait(key):
-                self.log.warning("read_your_writes_timeout",
-                                 timeout=self._ryow.timeout)
+            self._wait_for_own_writes(key)
             if self.finalizer:
                 obj = self.lister.get_by_key(key)
                 if obj is not None and handle_finalizer(
@@ -367,6 +368,21 @@ class Controller:
                         cleanup=self.cleanup, log=self.log):
                     return None
             return self.reconcile(key)
+
+    def _wait_for_own_writes(self, key: str) -> None:
+        """Wait until the caches show the key's own writes (see ``ReadYourWrites.wait``).
+
+        Raises:
+            ShutDownError: ``stop()`` released the wait: the caches may still be older than
+                those writes, so the reconcile must not run.
+        """
+        if self._ryow is None:
+            return
+        if not self._ryow.wait(key):
+            self.log.warning("read_your_writes_timeout", timeout=self._ryow.timeout)
+        if self._ryow.closed:
+            raise ShutDownError(f"controller {self.name} is stopping; {key} is not "
+                                "reconciled")
 
     def _observe_write(self, write: Write) -> None:
         """Record a write made through ``self.client`` (its write-observer hook).
@@ -409,7 +425,10 @@ class Controller:
         thread.start()
 
     def stop(self, grace_period: float) -> bool:
-        """Take no new keys, let running reconciles finish; True if all did in time."""
+        """Take no new keys, let running reconciles finish; True if all did in time.
+
+        A key still waiting for its own writes to reach the caches is not reconciled.
+        """
         self._stopping.set()
         if self._ryow is not None:
             self._ryow.close()
@@ -499,6 +518,9 @@ class Controller:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # asyncio.CancelledError too: the worker lives on
+            if isinstance(exc, ShutDownError) and self._stopping.is_set():
+                self._log.info("reconcile_abandoned", key=key, reason=str(exc))
+                return
             self._failed(queue, key, exc, self._clock.now() - started)
             return
         seconds = self._clock.now() - started

@@ -151,8 +151,9 @@ class ReadYourWrites:
     def wait(self, reconcile_key: str) -> bool:
         """Block until the cache shows every write of ``reconcile_key``; False on timeout.
 
-        Returns True at once when nothing is pending. Counts a wait and, when the bound is
-        hit, a timeout; the expectations that timed out are dropped.
+        Returns True at once when nothing is pending, and when ``close`` releases it (the
+        caller must then check ``closed``: the writes may not be cached). Counts a wait
+        and, when the bound is hit, a timeout; the expectations that timed out are dropped.
         """
         deadline: float | None = None
         while True:
@@ -179,8 +180,14 @@ class ReadYourWrites:
                     return False
                 self._clock.wait(self._cond, min(_POLL, deadline - now))
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called: a ``wait`` that returned may not have seen its writes."""
+        with self._cond:
+            return self._closed
+
     def close(self) -> None:
-        """Release every waiter (the controller is stopping)."""
+        """Release every waiter (the controller is stopping); they must check ``closed``."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

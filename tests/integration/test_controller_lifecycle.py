@@ -335,3 +335,32 @@ def test_reconcile_without_a_manager(kube_client: Client, kube_namespace: str) -
     assert stamper.process(f"{kube_namespace}/a") is None  # already stamped: no write
     assert kube_client.get(CONFIGMAPS, "a", kube_namespace)["metadata"]["resourceVersion"] \
         == stamped["metadata"]["resourceVersion"]
+
+
+def test_stop_never_lets_a_reconcile_waiting_for_its_writes_run_on_a_stale_cache(
+        kube_client: Client, kube_namespace: str) -> None:
+    """A reconcile held back until the cache shows its key's last write is abandoned by
+    ``stop()`` (shutdown, or a lost lease), not released onto the stale cache."""
+    ns = kube_namespace
+    store: ThreadSafeStore[Any] = ThreadSafeStore()  # a cache that never catches up
+    store.add(kube_client.create(CONFIGMAPS, {"metadata": {"name": "counter"}}, ns))
+    controller = Incrementing(read_your_writes=True)
+    controller.read_your_writes_timeout = 120.0
+    queue: RateLimitingQueue[str] = RateLimitingQueue(name="incrementing")
+    controller.bind(client=kube_client, listers={CONFIGMAPS: Lister(store)}, queue=queue)
+    stop = threading.Event()
+    controller.start(stop)
+    try:
+        queue.add(f"{ns}/counter")
+        wait_for(lambda: controller.reconciles == 1, timeout=30)
+        assert controller.written == 1
+        queue.add(f"{ns}/counter")  # waits for the write above, which the cache never shows
+        wait_for(lambda: controller.healthy() == (True, "ok") and controller._busy,
+                 timeout=30, message="second reconcile waiting for its own write")
+    finally:
+        started = time.monotonic()
+        assert controller.stop(10.0)
+        assert time.monotonic() - started < 5.0  # prompt: the wait is released
+        stop.set()
+    assert controller.reconciles == 1  # the stale cache was never reconciled
+    assert controller.conflicts == 0
