@@ -353,8 +353,8 @@ class Controller:
 
         Steps: wait for this controller's own writes to reach the caches (if
         ``read_your_writes``); the declared ``finalizer`` (add it, or on deletion run
-        ``cleanup`` and remove it, skipping ``reconcile``); ``reconcile(key)``. Exceptions
-        propagate.
+        ``cleanup`` and remove it, skipping ``reconcile``); after adding it, wait again
+        until the cache shows it; ``reconcile(key)``. Exceptions propagate.
 
         Raises:
             ShutDownError: ``stop()`` was called while the step waited for the caches.
@@ -367,6 +367,7 @@ class Controller:
                         self.client, self.resource, self.finalizer, obj,
                         cleanup=self.cleanup, log=self.log):
                     return None
+                self._wait_for_own_writes(key)  # the finalizer just added, if it was
             return self.reconcile(key)
 
     def _wait_for_own_writes(self, key: str) -> None:

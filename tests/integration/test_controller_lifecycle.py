@@ -364,3 +364,37 @@ def test_stop_never_lets_a_reconcile_waiting_for_its_writes_run_on_a_stale_cache
         stop.set()
     assert controller.reconciles == 1  # the stale cache was never reconciled
     assert controller.conflicts == 0
+
+
+class FinalizerReader(Controller):
+    """Records whether each reconcile's cached object carries the declared finalizer."""
+
+    resource = CONFIGMAPS
+    finalizer = FINALIZER
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saw_finalizer: list[bool] = []
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is not None:
+            self.saw_finalizer.append(FINALIZER in (obj["metadata"].get("finalizers") or []))
+        return None
+
+
+def test_the_reconcile_after_adding_the_finalizer_reads_a_cache_that_shows_it(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    own = connect(kube_control_plane.kubeconfig)
+    DelayedWatch(own, delay=0.5)
+    controller = FinalizerReader()
+    try:
+        with running(own, ns, controller):
+            kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+            wait_for(lambda: controller.saw_finalizer, timeout=30)
+            # The library's own patch is a write of this reconcile: the cache shows it.
+            assert controller.saw_finalizer[0] is True
+            kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
+    finally:
+        own.close()
