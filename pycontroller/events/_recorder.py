@@ -33,6 +33,7 @@ import structlog
 from pycontroller import errors
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller._util._logging import log_exception
+from pycontroller._util._paths import check_path_segment
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import EVENTS_K8S_IO
 from pycontroller.metrics._provider import Counter, EventsMetricsProvider, NoopMetricsProvider
@@ -184,8 +185,9 @@ class EventRecorder:
         """Record a ``Normal`` event about ``obj``; ``action`` defaults to ``reason``.
 
         Raises:
-            ValueError: ``obj`` lacks apiVersion, kind or name, or ``reason``/``action``
-                is empty or longer than 128 characters. The message is cut to 1024 bytes.
+            ValueError: ``obj`` lacks apiVersion, kind or name, its namespace cannot be a
+                URL path segment, or ``reason``/``action`` is empty or longer than 128
+                characters. The message is cut to 1024 bytes.
         """
         self._record(obj, "Normal", reason, message, action)
 
@@ -207,6 +209,8 @@ class EventRecorder:
         if not (ref["apiVersion"] and ref["kind"] and ref["name"]):
             raise ValueError("an event needs an object with apiVersion, kind and "
                              "metadata.name")
+        if ref["namespace"]:  # the Event is written to a URL under this namespace
+            check_path_segment("namespace", ref["namespace"])
         observed = _Observed(
             regarding=tuple(sorted((k, str(v)) for k, v in ref.items() if v)),
             type=type, reason=reason, action=action,
@@ -394,7 +398,7 @@ class EventRecorder:
                 delay = max(delay, exc.retry_after)
             series.due = now + delay
             return
-        except errors.APIError as exc:  # rejected: retrying would not help
+        except (errors.APIError, ValueError) as exc:  # rejected: retrying would not help
             self._give_up(key, exc)
             return
         series.written, series.tries = count, 0
