@@ -60,8 +60,9 @@ class Manager:
     exit code: 0 after a clean shutdown, 1 if the caches did not sync within
     ``sync_timeout`` (the error names the resources) or an informer died (logged as
     ``informer_failed`` with the cause; ``/healthz`` fails from then on). On the first
-    signal the workers take no new keys, running reconciles get ``grace_period`` seconds,
-    then informers stop; a second signal exits at once. ``run()`` never sets the caller's
+    signal the workers take no new keys, running reconciles get ``grace_period`` seconds
+    (in all: one deadline for every controller), then informers stop; a second signal
+    exits at once. ``run()`` never sets the caller's
     ``stop``: a failure or a lost lease ends the run through the Manager's own event.
 
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
@@ -431,8 +432,11 @@ class Manager:
         lost = self._lost_leadership.is_set()
         grace = 0.0 if lost else self._grace  # another replica may already be working
         self._log.info("shutdown_started", grace_period=grace)
+        for controller in self._controllers:  # all refuse keys at once, then one deadline
+            controller.stop(0.0)
+        deadline = self._clock.now() + grace
         for controller in self._controllers:
-            if not controller.stop(grace) and not lost:
+            if not controller.stop(max(0.0, deadline - self._clock.now())) and not lost:
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
         for recorder in self._recorders:  # after the workers: their last events are sent
             recorder.stop(0.5 if lost else 5.0)
