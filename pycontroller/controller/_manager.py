@@ -19,6 +19,8 @@ from typing import Any, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._paths import check_path_segment
+from pycontroller._util._selectors import check_field_selector, check_label_selector
 from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._informer_factory import SharedInformerFactory
 from pycontroller.cache._processor import Registration
@@ -101,6 +103,8 @@ class Manager:
         leader_election_id: str = "", leader_election_namespace: str | None = None,
         identity: str = "", clock: Clock = REAL_CLOCK,
     ) -> None:
+        if namespace:  # part of every LIST/WATCH URL of the namespaced informers
+            check_path_segment("namespace", namespace)
         self._client = client
         self._clock = clock
         self._namespace = namespace
@@ -150,13 +154,15 @@ class Manager:
 
         Raises:
             ValueError: a resource declared twice with different scopes, an indexer for a
-                resource the controller does not watch, or a clashing index name.
+                resource the controller does not watch, a clashing index name, or a
+                namespace, label selector or field selector the apiserver would refuse.
         """
         sources = controller._sources()
         scopes = [(controller.resource, controller.namespace, controller.label_selector,
                    controller.field_selector)]
         scopes += [(s.resource, s.namespace, s.label_selector, s.field_selector)
                    for s in sources]
+        self._check_scopes(controller, scopes)
         self._check_declarations(controller, scopes)  # before any informer is made
         informers: dict[Resource, SharedIndexInformer] = {}
         made = [self.factory.informer_for(res, namespace=ns, label_selector=labels,
@@ -217,6 +223,24 @@ class Manager:
                 on_add=handler.on_add, on_update=handler.on_update,
                 on_delete=handler.on_delete))
         return registrations
+
+    @staticmethod
+    def _check_scopes(controller: Controller,
+                      scopes: list[tuple[Resource, str | None, str | None, str | None]],
+                      ) -> None:
+        """Refuse a namespace or selector the apiserver would refuse on every LIST."""
+        for i, (resource, namespace, labels, fields) in enumerate(scopes):
+            try:
+                if namespace:
+                    check_path_segment("namespace", namespace)
+                if labels:
+                    check_label_selector(labels)
+                if fields:
+                    check_field_selector(fields)
+            except ValueError as exc:
+                what = "primary" if i == 0 else "owns/watches entry"
+                raise ValueError(f"controller {controller.name}: {what} {resource}: "
+                                 f"{exc}") from None
 
     def _check_declarations(self, controller: Controller,
                             scopes: list[tuple[Resource, str | None, str | None, str | None]],
