@@ -92,7 +92,7 @@ def check_field_selector(text: str) -> str:
     if not text:
         return text
     for term in _split_unescaped(text):
-        if _FIELD_TERM.fullmatch(term) is None:
+        if term and _FIELD_TERM.fullmatch(term) is None:  # empty terms: skipped, as there
             raise ValueError(f"{text!r} is not a field selector: {term!r} is not key=value, "
                              "key==value or key!=value")
     return text

@@ -121,7 +121,7 @@ def test_well_formed_scopes_are_accepted() -> None:
         resource = CONFIGMAPS
         namespace = "other"
         label_selector = "app=web,tier!=db,env in (a, b),!legacy,example.com/x==y,gen>3"
-        field_selector = r"metadata.name=a\,b,status.phase!=Failed"
+        field_selector = r"metadata.name=a\,b,status.phase!=Failed,"  # empty term: skipped
 
     manager().add(Scoped())
 
