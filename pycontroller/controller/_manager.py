@@ -462,8 +462,12 @@ class Manager:
         for controller in self._controllers:
             if not controller.stop(max(0.0, deadline - self._clock.now())) and not lost:
                 self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+        flush = 0.5 if lost else 5.0
         for recorder in self._recorders:  # after the workers: their last events are sent
-            recorder.stop(0.5 if lost else 5.0)
+            recorder.stop(flush, wait=False)  # all flush at once, within one bound
+        deadline = self._clock.now() + flush
+        for recorder in self._recorders:
+            recorder.stop(max(0.0, deadline - self._clock.now()))
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             # After a loss the elector has already stepped down; it may still wait for a

@@ -242,11 +242,13 @@ class EventRecorder:
                 daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, wait: bool = True) -> None:
         """Process what is buffered, write due series updates, end the worker (idempotent).
 
-        Waits at most ``timeout`` seconds; later calls to ``normal``/``warning`` are
-        dropped (counted as ``stopped``).
+        The worker gives up writing ``timeout`` seconds after the first call; later calls
+        to ``normal``/``warning`` are dropped (counted as ``stopped``). ``wait=False``
+        returns at once (stop several recorders, then ``stop`` each again to wait on one
+        shared deadline); otherwise this waits at most ``timeout`` seconds.
         """
         with self._cond:
             if not self._stopping:
@@ -259,7 +261,7 @@ class EventRecorder:
                 self._buffer.clear()
         if unsent:
             self._dropped["stopped"].inc(unsent)
-        if thread is not None:
+        if thread is not None and wait:
             thread.join(timeout)
             if thread.is_alive():
                 _log.warning("event_recorder_stop_timeout", component=self.component,
