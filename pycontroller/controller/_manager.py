@@ -153,10 +153,16 @@ class Manager:
         another controller declared under the same name must be the same function).
 
         Raises:
-            ValueError: a resource declared twice with different scopes, an indexer for a
-                resource the controller does not watch, a clashing index name, or a
-                namespace, label selector or field selector the apiserver would refuse.
+            ValueError: a controller of the same ``name`` was added before (names label
+                metrics and Events), a resource declared twice with different scopes, an
+                indexer for a resource the controller does not watch, a clashing index
+                name, or a namespace, label selector or field selector the apiserver
+                would refuse.
         """
+        if any(c.name == controller.name for c in self._controllers):
+            raise ValueError(f"a controller named {controller.name!r} was already added: "
+                             "names label the metrics and Events, so they must be unique "
+                             "(pass name=... to the controller)")
         sources = controller._sources()
         scopes = [(controller.resource, controller.namespace, controller.label_selector,
                    controller.field_selector)]

@@ -131,3 +131,15 @@ def test_the_managers_own_namespace_is_checked() -> None:
         Manager(offline_client(), namespace="a/b", registry=CollectorRegistry(),
                 metrics_bind_address=None, health_probe_bind_address=None,
                 handle_signals=False)
+
+
+def test_two_controllers_with_one_name_are_refused() -> None:
+    """The name labels the queue's and the controller's metrics and is the Events'
+    reporting component: two controllers under one name would report as one (and the
+    second queue's depth gauge would replace the first's). ≙ controller-runtime's
+    "controller names must be unique"."""
+    mgr = manager()
+    mgr.add(PodsA())
+    with pytest.raises(ValueError, match="podsa"):
+        mgr.add(PodsA())
+    mgr.add(PodsA(name="podsa-2"))
