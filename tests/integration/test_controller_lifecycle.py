@@ -16,17 +16,23 @@ from prometheus_client import CollectorRegistry
 
 from pycontroller import (
     CONFIGMAPS,
+    SECRETS,
     Client,
     Controller,
     Lister,
     Predicate,
     Requeue,
     connect,
+    set_controller_reference,
 )
 from pycontroller._util._wait import wait_for
 from pycontroller.cache import ThreadSafeStore
 from pycontroller.errors import ConflictError, NotFoundError, TerminalError
-from pycontroller.workqueue import ItemExponentialFailureRateLimiter, RateLimitingQueue
+from pycontroller.workqueue import (
+    ItemExponentialFailureRateLimiter,
+    RateLimitingQueue,
+    parallelize,
+)
 
 pytestmark = pytest.mark.integration
 FINALIZER = "example.com/cleanup"
@@ -398,3 +404,58 @@ def test_the_reconcile_after_adding_the_finalizer_reads_a_cache_that_shows_it(
             kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
     finally:
         own.close()
+
+
+class ParallelParent(Controller):
+    """A Secret owns three ConfigMaps, created in parallel (``parallelize``) when missing."""
+
+    resource = SECRETS
+    owns = (CONFIGMAPS,)
+    # Only the test triggers reconciles.
+    predicates = (Predicate(update=lambda old, new: False),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.children_seen: list[int] = []
+        self.conflicts = 0
+
+    def reconcile(self, key: str) -> Requeue | None:
+        parent = self.lister.get_by_key(key)
+        if parent is None:
+            return None
+        ns = parent["metadata"]["namespace"]
+        names = [f"{parent['metadata']['name']}-{i}" for i in range(3)]
+        cached = self.lister_for(CONFIGMAPS)
+        missing = [n for n in names if cached.get_by_key(f"{ns}/{n}") is None]
+        self.children_seen.append(len(names) - len(missing))
+
+        def create(i: int) -> None:
+            child = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": missing[i], "namespace": ns}}
+            set_controller_reference({"apiVersion": "v1", **parent}, child)
+            try:
+                self.client.create(CONFIGMAPS, child, ns)
+            except ConflictError:
+                self.conflicts += 1  # the cache was older than our own creates
+
+        parallelize(3, len(missing), create)
+        return None
+
+
+def test_writes_made_on_parallelize_threads_are_read_back_too(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    own = connect(kube_control_plane.kubeconfig)
+    DelayedWatch(own, delay=0.5)  # ConfigMap events: the children
+    controller = ParallelParent()
+    try:
+        with running(own, ns, controller):
+            kube_client.create(SECRETS, {"metadata": {"name": "p"}}, ns)
+            wait_for(lambda: controller.children_seen == [0], timeout=30)
+            controller.queue.add(f"{ns}/p")  # at once: the cache has not caught up
+            # The children's events enqueue the parent again: more reconciles may follow.
+            wait_for(lambda: len(controller.children_seen) >= 2, timeout=30)
+    finally:
+        own.close()
+    assert controller.children_seen[:2] == [0, 3]
+    assert controller.conflicts == 0
