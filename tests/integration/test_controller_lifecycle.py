@@ -459,3 +459,34 @@ def test_writes_made_on_parallelize_threads_are_read_back_too(
         own.close()
     assert controller.children_seen[:2] == [0, 3]
     assert controller.conflicts == 0
+
+
+@pytest.mark.parametrize("deleting", [False, True], ids=["add", "remove"])
+def test_a_finalizer_patch_from_a_stale_cache_is_refused_not_applied(
+        kube_client: Client, kube_namespace: str, deleting: bool) -> None:
+    """Another controller changes the finalizers after our cache read (adds its own; or,
+    while the object is being deleted, removes its own): our patch, built from the stale
+    list, is refused with 409 instead of overwriting the list."""
+    import structlog
+
+    from pycontroller.controller._finalizer import handle_finalizer
+
+    ns = kube_namespace
+    other = "other.example.com/keep"
+    kube_client.create(CONFIGMAPS, {"metadata": {
+        "name": "a", "finalizers": [FINALIZER, other] if deleting else []}}, ns)
+    if deleting:
+        kube_client.delete(CONFIGMAPS, "a", ns)
+    stale = kube_client.get(CONFIGMAPS, "a", ns)  # what our cache holds
+    theirs = [other] if not deleting else []
+    fresh = dict(kube_client.get(CONFIGMAPS, "a", ns))
+    fresh["metadata"] = {**fresh["metadata"], "finalizers": [
+        f for f in [*(fresh["metadata"].get("finalizers") or []), *theirs]
+        if not (deleting and f == other)]}
+    kube_client.replace(CONFIGMAPS, fresh)  # the other controller's write
+    with pytest.raises(ConflictError):
+        handle_finalizer(kube_client, CONFIGMAPS, FINALIZER, stale,
+                         cleanup=lambda obj: None, log=structlog.get_logger())
+    now = kube_client.get(CONFIGMAPS, "a", ns)["metadata"]["finalizers"]
+    assert now == ([FINALIZER] if deleting else [other])
+    kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
