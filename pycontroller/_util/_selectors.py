@@ -141,3 +141,23 @@ def check_field_selector(text: str) -> str:
             raise ValueError(f"{text!r} is not a field selector: {term!r} is not key=value, "
                              "key==value or key!=value")
     return text
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def field_selector_terms(text: str) -> list[tuple[str, str, str]]:
+    """``(key, "=" or "!=", value)`` for each term of a field selector (values unescaped).
+
+    Raises:
+        ValueError: ``text`` is not a field selector.
+    """
+    check_field_selector(text)
+    terms = []
+    for term in _split_unescaped(text):
+        m = _FIELD_TERM.fullmatch(term) if term else None
+        if m is not None:
+            key, op, value = m.groups()
+            terms.append((key, "!=" if op == "!=" else "=", _unescape(value)))
+    return terms

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._selectors import field_selector_terms, label_selector_matcher
 from pycontroller.cache._index import IndexFunc
 from pycontroller.cache._keys import DeletedFinalStateUnknown, meta_namespace_key
 from pycontroller.cache._lister import Lister
@@ -76,6 +77,39 @@ class Source:
     namespace: str | None
     label_selector: str | None = None
     field_selector: str | None = None
+
+
+Scope = tuple[str | None, str | None, str | None]
+"""An informer's ``(namespace, label_selector, field_selector)``; ``None``: unrestricted."""
+
+
+def _scope_check(resource: Resource, namespace: str | None, label_selector: str | None,
+                 field_selector: str | None) -> Callable[[Any], bool]:
+    """Whether a written object is inside an informer's scope (True when unsure).
+
+    Field selectors are judged on ``metadata.name``/``metadata.namespace`` only; other
+    fields only the server can evaluate, so they count as matching.
+    """
+    labels_match = label_selector_matcher(label_selector) if label_selector else None
+    fields = [(k, op, v) for k, op, v in field_selector_terms(field_selector or "")
+              if k in ("metadata.name", "metadata.namespace")]
+    namespace = namespace if resource.namespaced else None
+
+    def check(obj: Any) -> bool:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if not isinstance(meta, Mapping):
+            return True
+        if namespace and meta.get("namespace") != namespace:
+            return False
+        if labels_match is not None and not labels_match(meta.get("labels") or {}):
+            return False
+        for key, op, value in fields:
+            actual = meta.get(key.partition(".")[2]) or ""
+            if (actual == value) != (op == "="):
+                return False
+        return True
+
+    return check
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -169,6 +203,7 @@ class Controller:
         self._metrics = ControllerMetrics(None, self.name)
         self._clock: Clock = REAL_CLOCK
         self._ryow: ReadYourWrites | None = None
+        self._in_scope: dict[Resource, Callable[[Any], bool]] = {}
         self._predicates: tuple[Predicate, ...] | None = None  # set by bind()
         self._threads: list[threading.Thread] = []
         # worker name -> [key, clock time its reconcile started, timeout reported]
@@ -184,18 +219,23 @@ class Controller:
     def bind(self, *, client: Client, listers: Mapping[Resource, Lister[Obj]],
              queue: RateLimitingQueue[str] | None = None,
              metrics: ControllerMetrics | None = None, events: EventRecorder | None = None,
-             clock: Clock = REAL_CLOCK) -> None:
+             clock: Clock = REAL_CLOCK,
+             scopes: Mapping[Resource, Scope] | None = None) -> None:
         """Give the controller its client, cache views, queue, metrics and event recorder.
 
         The Manager calls this. To unit-test a reconcile without a Manager, call it with a
         client and a lister per resource (``informer.lister``, or ``Lister(ThreadSafeStore())``
         filled by the test), then call ``reconcile(key)`` (your code only) or
         ``process(key)`` (with the declared finalizer and read-your-own-writes steps).
-        ``listers`` must contain ``resource``.
+        ``listers`` must contain ``resource``. ``scopes`` gives, per resource, the
+        ``(namespace, label_selector, field_selector)`` its lister's informer is limited
+        to (the Manager passes them): a write outside it is never delivered to that cache,
+        so read-your-own-writes does not wait for it.
 
         Raises:
-            ValueError: no lister for ``resource``, or ``finalizer`` is not a
-                domain-prefixed name (``example.com/cleanup``).
+            ValueError: no lister for ``resource``, ``finalizer`` is not a
+                domain-prefixed name (``example.com/cleanup``), or a scope's selector is
+                malformed.
         """
         if self.resource not in listers:
             raise ValueError(f"listers must contain the primary resource {self.resource}")
@@ -203,6 +243,8 @@ class Controller:
             validate_finalizer(self.finalizer)
         if self.read_your_writes and client is not None:
             client = client.with_write_observer(self._observe_write)
+        self._in_scope = {res: _scope_check(res, *scope)
+                          for res, scope in (scopes or {}).items()}
         self._client, self._listers, self._queue = client, dict(listers), queue
         self._events, self._clock = events, clock
         self._predicates = None
@@ -389,13 +431,20 @@ class Controller:
         """Record a write made through ``self.client`` (its write-observer hook).
 
         Only writes made inside a reconcile, to resources this controller watches, are
-        recorded; a DELETE answered with a Status means the object is gone at once.
+        recorded; a DELETE answered with a Status means the object is gone at once, and so
+        does a write that leaves the informer's scope (other namespace, labels the
+        selector does not select).
         """
         current = self._current.get()
         if current is None or self._ryow is None:
             return
         key = f"{write.namespace}/{write.name}" if write.namespace else write.name
         gone = write.verb == "delete" and write.resource_version is None
+        in_scope = self._in_scope.get(write.resource)
+        if not gone and in_scope is not None and not in_scope(write.obj):
+            # Its event never reaches the cache; wait only until the cache drops the
+            # version it holds (the watch reports an object leaving its scope as deleted).
+            gone = True
         self._ryow.record(current[0], write.resource, None if gone else write.obj, key,
                           deleted=gone)
 

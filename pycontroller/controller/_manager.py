@@ -188,7 +188,10 @@ class Manager:
         controller.bind(client=self._client,
                         listers={res: inf.lister for res, inf in informers.items()},
                         queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),
-                        events=recorder, clock=self._clock)
+                        events=recorder, clock=self._clock,
+                        scopes={res: ((ns or self._namespace) if res.namespaced else None,
+                                      labels, fields)
+                                for res, ns, labels, fields in scopes})
         self._recorders.append(recorder)
 
         registrations = self._register(controller, queue, primary, sources, secondary)

@@ -22,6 +22,7 @@ from pycontroller import (
     Lister,
     Predicate,
     Requeue,
+    Watch,
     connect,
     set_controller_reference,
 )
@@ -490,3 +491,66 @@ def test_a_finalizer_patch_from_a_stale_cache_is_refused_not_applied(
     now = kube_client.get(CONFIGMAPS, "a", ns)["metadata"]["finalizers"]
     assert now == ([FINALIZER] if deleting else [other])
     kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
+
+
+class OutOfScope(Controller):
+    """Writes objects its informers never deliver: a Secret its Watch's label selector
+    does not select, a ConfigMap in another namespace; and takes one Secret out of scope."""
+
+    resource = CONFIGMAPS
+    watches = (Watch(SECRETS, map_to=lambda obj: [], label_selector="app=mine"),)
+    predicates = (Predicate(update=lambda old, new: False),)  # only the test triggers
+
+    def __init__(self, other_namespace: str) -> None:
+        super().__init__()
+        self.other = other_namespace
+        self.reconciles = 0
+        self.saw_leaving: list[bool] = []
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is None:
+            return None
+        ns, n = obj["metadata"]["namespace"], self.reconciles
+        secrets = self.lister_for(SECRETS)
+        self.saw_leaving.append(secrets.get_by_key(f"{ns}/leaving") is not None)
+        self.client.create(SECRETS, {"metadata": {"name": f"unlabelled-{n}"}}, ns)
+        self.client.create(CONFIGMAPS, {"metadata": {"name": f"elsewhere-{n}"}}, self.other)
+        if n == 0:  # in the cache now; this write takes it out of the Watch's scope
+            self.client.patch(SECRETS, "leaving", {"metadata": {"labels": {"app": None}}}, ns)
+        self.reconciles += 1
+        return None
+
+
+def test_writes_outside_the_informers_scope_are_not_awaited(
+        kube_client: Client, kube_namespace: str) -> None:
+    """Their watch events never come: waiting for them would stall every next reconcile
+    for read_your_writes_timeout. A write that takes a cached object out of scope is still
+    awaited, until the cache drops it."""
+    from pycontroller import NAMESPACES
+
+    ns = kube_namespace
+    other = f"{ns}-other"
+    kube_client.create(NAMESPACES, {"metadata": {"name": other}})
+    kube_client.create(SECRETS, {"metadata": {"name": "leaving", "labels": {"app": "mine"}}},
+                       ns)
+    controller = OutOfScope(other)
+    registry = CollectorRegistry()
+    try:
+        with running(kube_client, ns, controller, registry=registry):
+            wait_for(lambda: controller.lister_for(SECRETS).get_by_key(f"{ns}/leaving"),
+                     timeout=30)
+            kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+            wait_for(lambda: controller.reconciles == 1, timeout=30)
+            started = time.monotonic()
+            controller.queue.add(f"{ns}/a")
+            wait_for(lambda: controller.reconciles == 2, timeout=30)
+            took = time.monotonic() - started
+    finally:
+        for obj in kube_client.list_all(CONFIGMAPS, other):
+            kube_client.delete(CONFIGMAPS, obj["metadata"]["name"], other)
+        kube_client.delete(NAMESPACES, other)
+    assert controller.saw_leaving == [True, False]
+    assert registry.get_sample_value("pycontroller_read_your_writes_timeouts_total",
+                                     {"controller": "outofscope"}) == 0
+    assert took < 3.0, f"the second reconcile waited {took:.1f}s"

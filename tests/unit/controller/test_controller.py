@@ -368,3 +368,22 @@ def test_workers_honour_the_stop_event_they_are_given(registry: CollectorRegistr
     finally:
         controller.gate.set()
         assert controller.stop(5.0)
+
+
+def test_the_scope_check_of_written_objects() -> None:
+    from pycontroller import CONFIGMAPS, NAMESPACES
+    from pycontroller.controller._controller import _scope_check
+
+    def obj(name: str = "a", namespace: str = "ns", **labels: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
+
+    check = _scope_check(CONFIGMAPS, "ns", "app=web,!old", r"metadata.name!=skip\,me")
+    assert check(obj(app="web"))
+    assert not check(obj(namespace="other", app="web"))
+    assert not check(obj(app="db")) and not check(obj(app="web", old="1"))
+    assert not check(obj(name="skip,me", app="web"))
+    assert check({"kind": "Status"}) and check(None)  # unsure: counts as in scope
+    unknown_field = _scope_check(CONFIGMAPS, None, None, "status.phase=Running")
+    assert unknown_field(obj(namespace="anywhere"))  # only the server can judge it
+    cluster = _scope_check(NAMESPACES, "ns", None, "metadata.name=a")
+    assert cluster({"metadata": {"name": "a"}}) and not cluster({"metadata": {"name": "b"}})
