@@ -188,6 +188,8 @@ class EventRecorder:
             ValueError: ``obj`` lacks apiVersion, kind or name, its namespace cannot be a
                 URL path segment, or ``reason``/``action`` is empty or longer than 128
                 characters. The message is cut to 1024 bytes.
+            TypeError: ``reason``, ``action`` or ``message`` is not a ``str`` (pass
+                ``str(exc)``, not the exception).
         """
         self._record(obj, "Normal", reason, message, action)
 
@@ -199,6 +201,9 @@ class EventRecorder:
     def _record(self, obj: Mapping[str, Any], type: EventType, reason: str, message: str,
                 action: str | None) -> None:
         action = reason if action is None else action
+        for label, value in (("reason", reason), ("action", action), ("message", message)):
+            if not isinstance(value, str):
+                raise TypeError(f"event {label} must be a str, not {value.__class__.__name__}")
         for label, value in (("reason", reason), ("action", action)):
             if not value or len(value) > _FIELD_LIMIT:
                 raise ValueError(f"event {label} must be 1 to 128 characters")
