@@ -79,6 +79,21 @@ class Source:
     field_selector: str | None = None
 
 
+def _is_terminal(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``TerminalError`` or was raised ``from`` one (Go's ``%w``).
+
+    Only explicit causes count: an error raised while handling one is not terminal.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, TerminalError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__
+    return False
+
+
 Scope = tuple[str | None, str | None, str | None]
 """An informer's ``(namespace, label_selector, field_selector)``; ``None``: unrestricted."""
 
@@ -147,7 +162,8 @@ class Controller:
     exception (any ``BaseException`` but ``KeyboardInterrupt``/``SystemExit``) or a
     result that is neither ``None`` nor a ``Requeue`` is logged (``reconcile_failed``) and
     retried with backoff (a 429 no sooner than its ``Retry-After``), the worker lives on;
-    a ``TerminalError`` is logged and counted, never retried.
+    a ``TerminalError`` (or an error raised ``from`` one) is logged and counted, never
+    retried.
     Inside ``reconcile`` (and ``cleanup``) ``self.log`` is bound to the key. With
     ``read_your_writes`` (default) a reconcile first waits, at most
     ``read_your_writes_timeout`` seconds, until the caches show every write the previous
@@ -558,18 +574,18 @@ class Controller:
         started = self._clock.now()
         try:
             result = self.process(key)
-        except TerminalError as exc:
-            self._metrics.reconciled("error", self._clock.now() - started)
-            self._metrics.terminal_errors.inc()
-            self._log.error("reconcile_terminal_error", key=key, error=str(exc),
-                            traceback="".join(traceback.format_exception(exc)))
-            queue.forget(key)
-            return
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:  # asyncio.CancelledError too: the worker lives on
             if isinstance(exc, ShutDownError) and self._stopping.is_set():
                 self._log.info("reconcile_abandoned", key=key, reason=str(exc))
+                return
+            if _is_terminal(exc):
+                self._metrics.reconciled("error", self._clock.now() - started)
+                self._metrics.terminal_errors.inc()
+                self._log.error("reconcile_terminal_error", key=key, error=str(exc),
+                                traceback="".join(traceback.format_exception(exc)))
+                queue.forget(key)
                 return
             self._failed(queue, key, exc, self._clock.now() - started)
             return

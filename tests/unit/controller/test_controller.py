@@ -220,6 +220,41 @@ def test_terminal_error_is_counted_and_not_retried(ctrl: Scripted,
     assert sample(registry, "controller_runtime_reconcile_panics_total") == 0
 
 
+def test_an_error_raised_from_a_terminal_error_is_terminal(
+        ctrl: Scripted, registry: CollectorRegistry) -> None:
+    """``raise X from TerminalError(...)`` is Python's wrapping (Go's ``%w``):
+    controller-runtime honours a wrapped TerminalError (errors.As); so do we. An error
+    merely raised *while handling* one (``__context__``) is not terminal."""
+    from pycontroller.errors import TerminalError
+
+    def wrapped() -> Exception:
+        try:
+            raise TerminalError("bad spec")
+        except TerminalError as exc:
+            try:
+                raise RuntimeError("step 2 failed") from exc
+            except RuntimeError as outer:
+                return outer
+
+    def during() -> Exception:
+        try:
+            raise TerminalError("bad spec")
+        except TerminalError:
+            try:
+                raise KeyError("bug in the handler")
+            except KeyError as inner:
+                return inner
+
+    ctrl.script["ns/a"] = [wrapped()]
+    ctrl.script["ns/b"] = [during(), None]
+    ctrl.queue.add("ns/a")
+    ctrl.queue.add("ns/b")
+    wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    wait_for(lambda: sample(registry, "controller_runtime_terminal_reconcile_errors_total")
+             == 1, timeout=5)
+    assert ctrl.calls.count("ns/a") == 1 and ctrl.calls.count("ns/b") == 2
+
+
 def test_unexpected_exceptions_count_as_panics(ctrl: Scripted,
                                                registry: CollectorRegistry) -> None:
     from pycontroller.errors import ConflictError
