@@ -29,6 +29,7 @@ from pycontroller.client import _lazy
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import Resource
 from pycontroller.controller._controller import Controller, Source
+from pycontroller.controller._finalizer import validate_finalizer
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._watches import EventSource, obj_of
@@ -154,7 +155,8 @@ class Manager:
 
         Raises:
             ValueError: a controller of the same ``name`` was added before (names label
-                metrics and Events), a resource declared twice with different scopes, an
+                metrics and Events), a name that is not a qualified name, a finalizer
+                without a domain prefix, a resource declared twice with different scopes, an
                 indexer for a resource the controller does not watch, a clashing index
                 name, or a namespace, label selector or field selector the apiserver
                 would refuse.
@@ -170,6 +172,12 @@ class Manager:
                    for s in sources]
         self._check_scopes(controller, scopes)
         self._check_declarations(controller, scopes)  # before any informer is made
+        if controller.finalizer:
+            validate_finalizer(controller.finalizer)
+        # Events are written through the plain client: they are not the controller's state.
+        # Made before the informers: it refuses a name that cannot report Events.
+        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
+                                 clock=self._clock)
         informers: dict[Resource, SharedIndexInformer] = {}
         made = [self.factory.informer_for(res, namespace=ns, label_selector=labels,
                                           field_selector=fields,
@@ -182,9 +190,6 @@ class Manager:
         queue: RateLimitingQueue[str] = RateLimitingQueue(
             name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
             clock=self._clock)
-        # Events are written through the plain client: they are not the controller's state.
-        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
-                                 clock=self._clock)
         controller.bind(client=self._client,
                         listers={res: inf.lister for res, inf in informers.items()},
                         queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),

@@ -143,3 +143,24 @@ def test_two_controllers_with_one_name_are_refused() -> None:
     with pytest.raises(ValueError, match="podsa"):
         mgr.add(PodsA())
     mgr.add(PodsA(name="podsa-2"))
+
+
+def test_a_refused_controller_leaves_no_informer_behind() -> None:
+    """A name that cannot report Events, or a bad finalizer, is refused before any
+    informer exists: nothing half-added starts watching when the Manager runs."""
+    from pycontroller import Owns
+
+    class Named(Controller):
+        resource = PODS
+        owns = (Owns(SECRETS),)
+
+    class BadFinalizer(Controller):
+        resource = PODS
+        finalizer = "no-domain"
+
+    mgr = manager()
+    with pytest.raises(ValueError, match="component"):
+        mgr.add(Named(name="Not A Qualified Name"))
+    with pytest.raises(ValueError, match="finalizer"):
+        mgr.add(BadFinalizer())
+    assert mgr.factory._informers == {}
