@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 
+from pycontroller._util._selectors import check_label_selector
 from pycontroller.client import Client, connect, has_config
 from pycontroller.controller import Controller, Manager
 from pycontroller.errors import Error
@@ -29,7 +30,6 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -110,46 +110,13 @@ def _address(text: str) -> str | None:
     return text
 
 
-def _qualified(text: str) -> bool:
-    prefix, sep, name = text.rpartition("/")
-    if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_NAME.fullmatch(name))
-
-
-def _label_value(text: str) -> bool:
-    return text == "" or (len(text) <= 63 and bool(_NAME.fullmatch(text)))
-
-
-_SET = re.compile(r"\s*(!?)\s*([^\s!=(),<>]+)\s*"
-                  r"(?:(notin|in)\s*\(([^()]*)\)|(==|=|!=|<|>)\s*([^\s,]*))?\s*")
-
-
 def _selector(text: str) -> str:
     """A label selector (``app=web,tier!=db,env in (a,b),!legacy``), checked as the
     apiserver would, so a typo fails here and not as a 400 on the first LIST."""
-    pos, n = 0, len(text)
-    while pos < n:
-        m = _SET.match(text, pos)
-        ok = m is not None and m.end() > pos
-        if m is not None and ok:
-            neg, key, setop, values, op, value = m.groups()
-            ok = _qualified(key) and not (neg and (setop or op))
-            if setop:
-                ok = ok and bool(values.strip()) and all(
-                    _label_value(v.strip()) for v in values.split(","))
-            elif op in ("<", ">"):
-                ok = ok and bool(re.fullmatch(r"-?[0-9]+", value))
-            elif op:
-                ok = ok and _label_value(value)
-            pos = m.end()
-        if not ok or (pos < n and text[pos] != ","):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a label selector "
-                                             "(e.g. app=web,tier!=db,env in (a,b),!legacy)")
-        pos += 1
-        if pos == n:
-            raise argparse.ArgumentTypeError(f"{text!r} ends with ','")
-    return text
+    try:
+        return check_label_selector(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _kubeconfig(text: str) -> str:

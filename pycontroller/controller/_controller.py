@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,6 +22,7 @@ from typing import Any
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._selectors import field_selector_terms, label_selector_matcher
 from pycontroller.cache._index import IndexFunc
 from pycontroller.cache._keys import DeletedFinalStateUnknown, meta_namespace_key
 from pycontroller.cache._lister import Lister
@@ -46,10 +48,23 @@ class Requeue:
     """Returned by ``reconcile`` to process the key again.
 
     ``after=None`` requeues rate-limited (growing backoff); ``after=s`` requeues after
-    ``s`` seconds and resets the key's failure history.
+    ``s`` seconds and resets the key's failure history (``s <= 0``: at once).
+
+    Raises:
+        TypeError: ``after`` is neither None nor a number.
+        ValueError: ``after`` is NaN.
     """
 
     after: float | None = None
+
+    def __post_init__(self) -> None:
+        after = self.after
+        if after is None:
+            return
+        if isinstance(after, bool) or not isinstance(after, (int, float)):
+            raise TypeError(f"Requeue(after=...) takes seconds or None, not {after!r}")
+        if math.isnan(after):
+            raise ValueError("Requeue(after=...) takes seconds or None, not NaN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +77,54 @@ class Source:
     namespace: str | None
     label_selector: str | None = None
     field_selector: str | None = None
+
+
+def _is_terminal(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``TerminalError`` or was raised ``from`` one (Go's ``%w``).
+
+    Only explicit causes count: an error raised while handling one is not terminal.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, TerminalError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__
+    return False
+
+
+Scope = tuple[str | None, str | None, str | None]
+"""An informer's ``(namespace, label_selector, field_selector)``; ``None``: unrestricted."""
+
+
+def _scope_check(resource: Resource, namespace: str | None, label_selector: str | None,
+                 field_selector: str | None) -> Callable[[Any], bool]:
+    """Whether a written object is inside an informer's scope (True when unsure).
+
+    Field selectors are judged on ``metadata.name``/``metadata.namespace`` only; other
+    fields only the server can evaluate, so they count as matching.
+    """
+    labels_match = label_selector_matcher(label_selector) if label_selector else None
+    fields = [(k, op, v) for k, op, v in field_selector_terms(field_selector or "")
+              if k in ("metadata.name", "metadata.namespace")]
+    namespace = namespace if resource.namespaced else None
+
+    def check(obj: Any) -> bool:
+        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+        if not isinstance(meta, Mapping):
+            return True
+        if namespace and meta.get("namespace") != namespace:
+            return False
+        if labels_match is not None and not labels_match(meta.get("labels") or {}):
+            return False
+        for key, op, value in fields:
+            actual = meta.get(key.partition(".")[2]) or ""
+            if (actual == value) != (op == "="):
+                return False
+        return True
+
+    return check
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -96,8 +159,11 @@ class Controller:
     Guarantees: one key is never reconciled by two workers at once; a key added while it
     is being reconciled is reconciled again afterwards; ``reconcile`` returning ``None``
     forgets the key's failure history, ``Requeue(after=s)`` runs it again later; an
-    exception is logged (``reconcile_failed``) and retried with backoff (a 429 no sooner
-    than its ``Retry-After``); a ``TerminalError`` is logged and counted, never retried.
+    exception (any ``BaseException`` but ``KeyboardInterrupt``/``SystemExit``) or a
+    result that is neither ``None`` nor a ``Requeue`` is logged (``reconcile_failed``) and
+    retried with backoff (a 429 no sooner than its ``Retry-After``), the worker lives on;
+    a ``TerminalError`` (or an error raised ``from`` one) is logged and counted, never
+    retried.
     Inside ``reconcile`` (and ``cleanup``) ``self.log`` is bound to the key. With
     ``read_your_writes`` (default) a reconcile first waits, at most
     ``read_your_writes_timeout`` seconds, until the caches show every write the previous
@@ -153,6 +219,7 @@ class Controller:
         self._metrics = ControllerMetrics(None, self.name)
         self._clock: Clock = REAL_CLOCK
         self._ryow: ReadYourWrites | None = None
+        self._in_scope: dict[Resource, Callable[[Any], bool]] = {}
         self._predicates: tuple[Predicate, ...] | None = None  # set by bind()
         self._threads: list[threading.Thread] = []
         # worker name -> [key, clock time its reconcile started, timeout reported]
@@ -168,18 +235,23 @@ class Controller:
     def bind(self, *, client: Client, listers: Mapping[Resource, Lister[Obj]],
              queue: RateLimitingQueue[str] | None = None,
              metrics: ControllerMetrics | None = None, events: EventRecorder | None = None,
-             clock: Clock = REAL_CLOCK) -> None:
+             clock: Clock = REAL_CLOCK,
+             scopes: Mapping[Resource, Scope] | None = None) -> None:
         """Give the controller its client, cache views, queue, metrics and event recorder.
 
         The Manager calls this. To unit-test a reconcile without a Manager, call it with a
         client and a lister per resource (``informer.lister``, or ``Lister(ThreadSafeStore())``
         filled by the test), then call ``reconcile(key)`` (your code only) or
         ``process(key)`` (with the declared finalizer and read-your-own-writes steps).
-        ``listers`` must contain ``resource``.
+        ``listers`` must contain ``resource``. ``scopes`` gives, per resource, the
+        ``(namespace, label_selector, field_selector)`` its lister's informer is limited
+        to (the Manager passes them): a write outside it is never delivered to that cache,
+        so read-your-own-writes does not wait for it.
 
         Raises:
-            ValueError: no lister for ``resource``, or ``finalizer`` is not a
-                domain-prefixed name (``example.com/cleanup``).
+            ValueError: no lister for ``resource``, ``finalizer`` is not a
+                domain-prefixed name (``example.com/cleanup``), or a scope's selector is
+                malformed.
         """
         if self.resource not in listers:
             raise ValueError(f"listers must contain the primary resource {self.resource}")
@@ -187,6 +259,8 @@ class Controller:
             validate_finalizer(self.finalizer)
         if self.read_your_writes and client is not None:
             client = client.with_write_observer(self._observe_write)
+        self._in_scope = {res: _scope_check(res, *scope)
+                          for res, scope in (scopes or {}).items()}
         self._client, self._listers, self._queue = client, dict(listers), queue
         self._events, self._clock = events, clock
         self._predicates = None
@@ -337,32 +411,56 @@ class Controller:
 
         Steps: wait for this controller's own writes to reach the caches (if
         ``read_your_writes``); the declared ``finalizer`` (add it, or on deletion run
-        ``cleanup`` and remove it, skipping ``reconcile``); ``reconcile(key)``. Exceptions
-        propagate.
+        ``cleanup`` and remove it, skipping ``reconcile``); after adding it, wait again
+        until the cache shows it; ``reconcile(key)``. Exceptions propagate.
+
+        Raises:
+            ShutDownError: ``stop()`` was called while the step waited for the caches.
         """
         with self._reconciling(key):
-            if self._ryow is not None and not self._ryow.wait(key):
-                self.log.warning("read_your_writes_timeout",
-                                 timeout=self._ryow.timeout)
+            self._wait_for_own_writes(key)
             if self.finalizer:
                 obj = self.lister.get_by_key(key)
                 if obj is not None and handle_finalizer(
                         self.client, self.resource, self.finalizer, obj,
                         cleanup=self.cleanup, log=self.log):
                     return None
+                self._wait_for_own_writes(key)  # the finalizer just added, if it was
             return self.reconcile(key)
+
+    def _wait_for_own_writes(self, key: str) -> None:
+        """Wait until the caches show the key's own writes (see ``ReadYourWrites.wait``).
+
+        Raises:
+            ShutDownError: ``stop()`` released the wait: the caches may still be older than
+                those writes, so the reconcile must not run.
+        """
+        if self._ryow is None:
+            return
+        if not self._ryow.wait(key):
+            self.log.warning("read_your_writes_timeout", timeout=self._ryow.timeout)
+        if self._ryow.closed:
+            raise ShutDownError(f"controller {self.name} is stopping; {key} is not "
+                                "reconciled")
 
     def _observe_write(self, write: Write) -> None:
         """Record a write made through ``self.client`` (its write-observer hook).
 
         Only writes made inside a reconcile, to resources this controller watches, are
-        recorded; a DELETE answered with a Status means the object is gone at once.
+        recorded; a DELETE answered with a Status means the object is gone at once, and so
+        does a write that leaves the informer's scope (other namespace, labels the
+        selector does not select).
         """
         current = self._current.get()
         if current is None or self._ryow is None:
             return
         key = f"{write.namespace}/{write.name}" if write.namespace else write.name
         gone = write.verb == "delete" and write.resource_version is None
+        in_scope = self._in_scope.get(write.resource)
+        if not gone and in_scope is not None and not in_scope(write.obj):
+            # Its event never reaches the cache; wait only until the cache drops the
+            # version it holds (the watch reports an object leaving its scope as deleted).
+            gone = True
         self._ryow.record(current[0], write.resource, None if gone else write.obj, key,
                           deleted=gone)
 
@@ -393,7 +491,10 @@ class Controller:
         thread.start()
 
     def stop(self, grace_period: float) -> bool:
-        """Take no new keys, let running reconciles finish; True if all did in time."""
+        """Take no new keys, let running reconciles finish; True if all did in time.
+
+        A key still waiting for its own writes to reach the caches is not reconciled.
+        """
         self._stopping.set()
         if self._ryow is not None:
             self._ryow.close()
@@ -478,17 +579,28 @@ class Controller:
         started = self._clock.now()
         try:
             result = self.process(key)
-        except TerminalError as exc:
-            self._metrics.reconciled("error", self._clock.now() - started)
-            self._metrics.terminal_errors.inc()
-            self._log.error("reconcile_terminal_error", key=key, error=str(exc),
-                            traceback="".join(traceback.format_exception(exc)))
-            queue.forget(key)
-            return
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # asyncio.CancelledError too: the worker lives on
+            if isinstance(exc, ShutDownError) and self._stopping.is_set():
+                self._log.info("reconcile_abandoned", key=key, reason=str(exc))
+                return
+            if _is_terminal(exc):
+                self._metrics.reconciled("error", self._clock.now() - started)
+                self._metrics.terminal_errors.inc()
+                self._log.error("reconcile_terminal_error", key=key, error=str(exc),
+                                traceback="".join(traceback.format_exception(exc)))
+                queue.forget(key)
+                return
             self._failed(queue, key, exc, self._clock.now() - started)
             return
         seconds = self._clock.now() - started
+        if result is not None and not isinstance(result, Requeue):
+            # Never the value itself in the message: it may be an object (a Secret).
+            what = result.__name__ if isinstance(result, type) else type(result).__name__
+            self._failed(queue, key, TypeError(
+                f"reconcile must return None or Requeue(...), not {what}"), seconds)
+            return
         if result is None:
             self._metrics.reconciled("success", seconds)
             queue.forget(key)
@@ -500,7 +612,7 @@ class Controller:
             queue.forget(key)
             queue.add_after(key, result.after)
 
-    def _failed(self, queue: RateLimitingQueue[str], key: str, exc: Exception,
+    def _failed(self, queue: RateLimitingQueue[str], key: str, exc: BaseException,
                 seconds: float) -> None:
         self._metrics.reconciled("error", seconds)
         if not isinstance(exc, Error):

@@ -19,6 +19,8 @@ from typing import Any, final
 import structlog
 
 from pycontroller._util._clock import REAL_CLOCK, Clock
+from pycontroller._util._paths import check_path_segment
+from pycontroller._util._selectors import check_field_selector, check_label_selector
 from pycontroller.cache._gc import freeze_cache
 from pycontroller.cache._informer_factory import SharedInformerFactory
 from pycontroller.cache._processor import Registration
@@ -27,6 +29,7 @@ from pycontroller.client import _lazy
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import Resource
 from pycontroller.controller._controller import Controller, Source
+from pycontroller.controller._finalizer import validate_finalizer
 from pycontroller.controller._http import ProbeServer, Route
 from pycontroller.controller._metrics import ControllerMetrics
 from pycontroller.controller._watches import EventSource, obj_of
@@ -60,8 +63,9 @@ class Manager:
     exit code: 0 after a clean shutdown, 1 if the caches did not sync within
     ``sync_timeout`` (the error names the resources) or an informer died (logged as
     ``informer_failed`` with the cause; ``/healthz`` fails from then on). On the first
-    signal the workers take no new keys, running reconciles get ``grace_period`` seconds,
-    then informers stop; a second signal exits at once. ``run()`` never sets the caller's
+    signal the workers take no new keys, running reconciles get ``grace_period`` seconds
+    (in all: one deadline for every controller), then informers stop; a second signal
+    exits at once. ``run()`` never sets the caller's
     ``stop``: a failure or a lost lease ends the run through the Manager's own event.
 
     Bind addresses are ``host:port``; the defaults listen on loopback (local runs). In a
@@ -101,6 +105,8 @@ class Manager:
         leader_election_id: str = "", leader_election_namespace: str | None = None,
         identity: str = "", clock: Clock = REAL_CLOCK,
     ) -> None:
+        if namespace:  # part of every LIST/WATCH URL of the namespaced informers
+            check_path_segment("namespace", namespace)
         self._client = client
         self._clock = clock
         self._namespace = namespace
@@ -149,15 +155,30 @@ class Manager:
         another controller declared under the same name must be the same function).
 
         Raises:
-            ValueError: a resource declared twice with different scopes, an indexer for a
-                resource the controller does not watch, or a clashing index name.
+            ValueError: a controller of the same ``name`` was added before (names label
+                metrics and Events), a name that is not a qualified name, a finalizer
+                without a domain prefix, a resource declared twice with different scopes, an
+                indexer for a resource the controller does not watch, a clashing index
+                name, or a namespace, label selector or field selector the apiserver
+                would refuse.
         """
+        if any(c.name == controller.name for c in self._controllers):
+            raise ValueError(f"a controller named {controller.name!r} was already added: "
+                             "names label the metrics and Events, so they must be unique "
+                             "(pass name=... to the controller)")
         sources = controller._sources()
         scopes = [(controller.resource, controller.namespace, controller.label_selector,
                    controller.field_selector)]
         scopes += [(s.resource, s.namespace, s.label_selector, s.field_selector)
                    for s in sources]
+        self._check_scopes(controller, scopes)
         self._check_declarations(controller, scopes)  # before any informer is made
+        if controller.finalizer:
+            validate_finalizer(controller.finalizer)
+        # Events are written through the plain client: they are not the controller's state.
+        # Made before the informers: it refuses a name that cannot report Events.
+        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
+                                 clock=self._clock)
         informers: dict[Resource, SharedIndexInformer] = {}
         made = [self.factory.informer_for(res, namespace=ns, label_selector=labels,
                                           field_selector=fields,
@@ -170,13 +191,13 @@ class Manager:
         queue: RateLimitingQueue[str] = RateLimitingQueue(
             name=controller.name, metrics=self._metrics, rate_limiter=controller.rate_limiter(),
             clock=self._clock)
-        # Events are written through the plain client: they are not the controller's state.
-        recorder = EventRecorder(self._client, controller.name, metrics=self._metrics,
-                                 clock=self._clock)
         controller.bind(client=self._client,
                         listers={res: inf.lister for res, inf in informers.items()},
                         queue=queue, metrics=ControllerMetrics(self._metrics, controller.name),
-                        events=recorder, clock=self._clock)
+                        events=recorder, clock=self._clock,
+                        scopes={res: ((ns or self._namespace) if res.namespaced else None,
+                                      labels, fields)
+                                for res, ns, labels, fields in scopes})
         self._recorders.append(recorder)
 
         registrations = self._register(controller, queue, primary, sources, secondary)
@@ -217,6 +238,24 @@ class Manager:
                 on_add=handler.on_add, on_update=handler.on_update,
                 on_delete=handler.on_delete))
         return registrations
+
+    @staticmethod
+    def _check_scopes(controller: Controller,
+                      scopes: list[tuple[Resource, str | None, str | None, str | None]],
+                      ) -> None:
+        """Refuse a namespace or selector the apiserver would refuse on every LIST."""
+        for i, (resource, namespace, labels, fields) in enumerate(scopes):
+            try:
+                if namespace:
+                    check_path_segment("namespace", namespace)
+                if labels:
+                    check_label_selector(labels)
+                if fields:
+                    check_field_selector(fields)
+            except ValueError as exc:
+                what = "primary" if i == 0 else "owns/watches entry"
+                raise ValueError(f"controller {controller.name}: {what} {resource}: "
+                                 f"{exc}") from None
 
     def _check_declarations(self, controller: Controller,
                             scopes: list[tuple[Resource, str | None, str | None, str | None]],
@@ -450,14 +489,21 @@ class Manager:
         lost = self._lost_leadership.is_set()
         grace = 0.0 if lost else self._grace  # another replica may already be working
         self._log.info("shutdown_started", grace_period=grace)
+        for controller in self._controllers:  # all refuse keys at once, then one deadline
+            controller.stop(0.0)
+        deadline = self._clock.now() + grace
         drained = True
         for controller in self._controllers:
-            if not controller.stop(grace):
+            if not controller.stop(max(0.0, deadline - self._clock.now())):
                 drained = False
                 if not lost:
                     self._log.warning("shutdown_grace_exceeded", controller=controller.name)
+        flush = 0.5 if lost else 5.0
         for recorder in self._recorders:  # after the workers: their last events are sent
-            recorder.stop(0.5 if lost else 5.0)
+            recorder.stop(flush, wait=False)  # all flush at once, within one bound
+        deadline = self._clock.now() + flush
+        for recorder in self._recorders:
+            recorder.stop(max(0.0, deadline - self._clock.now()))
         self._elector_stop.set()  # after the workers: a release never precedes their end
         if self._elector_thread is not None:
             # After a loss the elector has already stepped down; it may still wait for a

@@ -73,7 +73,10 @@ class ReadYourWrites:
     the write, and the object was deleted after it (a write that removes the last
     finalizer, say, whose delete event may arrive before the write is recorded).
     Writes to resources ``cached`` does not know (returns ``None`` for a resource the
-    controller does not watch: pass ``watched``) are not recorded.
+    controller does not watch: pass ``watched``) are not recorded. A delivered deletion
+    satisfies a written version only at that version or newer (a deletion below it is of
+    an older object under the same name); only a deletion satisfies a recorded delete.
+    Two writes of one object expect the newer version, whichever was recorded last.
 
     Invariants: ``ref in _expect`` ⇔ ``ref in _writers``; ``ref in _by_key[k]`` ⇒
     ``k in _writers[ref]``. Memory is bounded: an expectation is dropped when the informer
@@ -123,6 +126,10 @@ class ReadYourWrites:
         ref = (resource, obj_key)
         now = self._clock.now()
         with self._cond:
+            current = self._expect.get(ref)
+            if (current is not None and _GONE not in (current[0], want)
+                    and compare_resource_versions(current[0], want) == 1):
+                want = current[0]  # two writers: the one with the older version recorded last
             self._expect[ref] = (want, now)
             self._expect.move_to_end(ref)
             self._writers.setdefault(ref, set()).add(reconcile_key)
@@ -143,16 +150,22 @@ class ReadYourWrites:
             expected = self._expect.get(ref)
             if expected is None:
                 return
-            want = expected[0]
-            if deleted or want == _GONE or at_least(_rv(obj), want):
+            want, seen_rv = expected[0], _rv(obj)
+            if want == _GONE:
+                done = deleted  # an add or update, even a late one, leaves it cached
+            else:  # a deletion below the written version is an older object's (re-created)
+                order = compare_resource_versions(seen_rv, want)
+                done = (deleted or seen_rv == want) if order is None else order >= 0
+            if done:
                 self._forget_locked(ref)
                 self._cond.notify_all()
 
     def wait(self, reconcile_key: str) -> bool:
         """Block until the cache shows every write of ``reconcile_key``; False on timeout.
 
-        Returns True at once when nothing is pending. Counts a wait and, when the bound is
-        hit, a timeout; the expectations that timed out are dropped.
+        Returns True at once when nothing is pending, and when ``close`` releases it (the
+        caller must then check ``closed``: the writes may not be cached). Counts a wait
+        and, when the bound is hit, a timeout; the expectations that timed out are dropped.
         """
         deadline: float | None = None
         while True:
@@ -179,8 +192,14 @@ class ReadYourWrites:
                     return False
                 self._clock.wait(self._cond, min(_POLL, deadline - now))
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called: a ``wait`` that returned may not have seen its writes."""
+        with self._cond:
+            return self._closed
+
     def close(self) -> None:
-        """Release every waiter (the controller is stopping)."""
+        """Release every waiter (the controller is stopping); they must check ``closed``."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

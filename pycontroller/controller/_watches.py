@@ -125,14 +125,33 @@ class EventSource:
         self._log = _log.bind(controller=name, resource=str(resource))
 
     def _emit(self, *objects: Obj | None) -> None:
+        """Enqueue each key the objects map to, once.
+
+        Raises:
+            TypeError: the mapping returned a string or None instead of an iterable of
+                keys (a string would otherwise enqueue one "key" per character).
+        """
         seen: set[str] = set()
         for obj in objects:
             if obj is None:
                 continue
-            for key in self._keys(obj):
-                if key and key not in seen:
-                    seen.add(key)
-                    self._enqueue(key)
+            keys = self._keys(obj)
+            if keys is None or isinstance(keys, (str, bytes)):
+                raise TypeError(f"map_to of {self.resource} returned {type(keys).__name__}, "
+                                "not an iterable of keys: return [key], or [] for none")
+            for key in keys:
+                if key == "":
+                    continue
+                if not _is_key(key):
+                    # Logged, not raised: one bad key must not drop the good ones.
+                    self._log.error("watch_key_invalid", key=repr(key)[:200],
+                                    error="a key is 'namespace/name' or a cluster-scoped "
+                                          "'name'")
+                    continue
+                if key in seen:
+                    continue
+                seen.add(key)
+                self._enqueue(key)
 
     def on_add(self, obj: Obj, is_in_initial_list: bool) -> None:
         """Informer add."""
@@ -166,6 +185,14 @@ class EventSource:
             self._enqueue(meta_namespace_key(obj))
         else:
             self._log.debug("tombstone_without_object", key=obj.key)
+
+
+def _is_key(key: object) -> bool:
+    """Whether ``key`` has the shape ``meta_namespace_key`` gives: ``ns/name`` or ``name``."""
+    if not isinstance(key, str):
+        return False
+    namespace, slash, name = key.partition("/")
+    return bool(name and namespace and "/" not in name) if slash else bool(key)
 
 
 def own_key(obj: Obj) -> Iterable[str]:

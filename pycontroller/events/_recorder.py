@@ -33,6 +33,7 @@ import structlog
 from pycontroller import errors
 from pycontroller._util._clock import REAL_CLOCK, Clock
 from pycontroller._util._logging import log_exception
+from pycontroller._util._paths import check_path_segment
 from pycontroller.client._kube import Client
 from pycontroller.client._resource import EVENTS_K8S_IO
 from pycontroller.metrics._provider import Counter, EventsMetricsProvider, NoopMetricsProvider
@@ -184,8 +185,11 @@ class EventRecorder:
         """Record a ``Normal`` event about ``obj``; ``action`` defaults to ``reason``.
 
         Raises:
-            ValueError: ``obj`` lacks apiVersion, kind or name, or ``reason``/``action``
-                is empty or longer than 128 characters. The message is cut to 1024 bytes.
+            ValueError: ``obj`` lacks apiVersion, kind or name, its namespace cannot be a
+                URL path segment, or ``reason``/``action`` is empty or longer than 128
+                characters. The message is cut to 1024 bytes.
+            TypeError: ``reason``, ``action`` or ``message`` is not a ``str`` (pass
+                ``str(exc)``, not the exception).
         """
         self._record(obj, "Normal", reason, message, action)
 
@@ -197,6 +201,9 @@ class EventRecorder:
     def _record(self, obj: Mapping[str, Any], type: EventType, reason: str, message: str,
                 action: str | None) -> None:
         action = reason if action is None else action
+        for label, value in (("reason", reason), ("action", action), ("message", message)):
+            if not isinstance(value, str):
+                raise TypeError(f"event {label} must be a str, not {value.__class__.__name__}")
         for label, value in (("reason", reason), ("action", action)):
             if not value or len(value) > _FIELD_LIMIT:
                 raise ValueError(f"event {label} must be 1 to 128 characters")
@@ -207,6 +214,8 @@ class EventRecorder:
         if not (ref["apiVersion"] and ref["kind"] and ref["name"]):
             raise ValueError("an event needs an object with apiVersion, kind and "
                              "metadata.name")
+        if ref["namespace"]:  # the Event is written to a URL under this namespace
+            check_path_segment("namespace", ref["namespace"])
         observed = _Observed(
             regarding=tuple(sorted((k, str(v)) for k, v in ref.items() if v)),
             type=type, reason=reason, action=action,
@@ -238,11 +247,13 @@ class EventRecorder:
                 daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, wait: bool = True) -> None:
         """Process what is buffered, write due series updates, end the worker (idempotent).
 
-        Waits at most ``timeout`` seconds; later calls to ``normal``/``warning`` are
-        dropped (counted as ``stopped``).
+        The worker gives up writing ``timeout`` seconds after the first call; later calls
+        to ``normal``/``warning`` are dropped (counted as ``stopped``). ``wait=False``
+        returns at once (stop several recorders, then ``stop`` each again to wait on one
+        shared deadline); otherwise this waits at most ``timeout`` seconds.
         """
         with self._cond:
             if not self._stopping:
@@ -255,7 +266,7 @@ class EventRecorder:
                 self._buffer.clear()
         if unsent:
             self._dropped["stopped"].inc(unsent)
-        if thread is not None:
+        if thread is not None and wait:
             thread.join(timeout)
             if thread.is_alive():
                 _log.warning("event_recorder_stop_timeout", component=self.component,
@@ -394,7 +405,7 @@ class EventRecorder:
                 delay = max(delay, exc.retry_after)
             series.due = now + delay
             return
-        except errors.APIError as exc:  # rejected: retrying would not help
+        except (errors.APIError, ValueError) as exc:  # rejected: retrying would not help
             self._give_up(key, exc)
             return
         series.written, series.tries = count, 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Hashable
@@ -56,7 +57,16 @@ class _BaseDelayingQueue(_BaseQueue[K]):
         further ``add_after`` can only move its ready time earlier; later times are
         ignored. When it becomes ready it is ``add``-ed, with the usual de-duplication.
         Counts as a retry in the metrics.
+
+        Raises:
+            TypeError: ``delay`` is not a number.
+            ValueError: ``delay`` is NaN (it would never be ready, and at the head of
+                the heap it would hold back every item behind it).
         """
+        if not isinstance(delay, (int, float)):
+            raise TypeError(f"delay must be a number of seconds, not {delay!r}")
+        if math.isnan(delay):
+            raise ValueError("delay must be a number of seconds, not NaN")
         lock = self._lock  # explicit acquire/release: cheaper than ``with`` (see add())
         lock.acquire()
         try:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 
@@ -18,7 +19,10 @@ def parallelize(
     order; ``min(workers, number of chunks)`` threads (named ``pycontroller-parallelize-<n>``)
     are started, or none when that is 1 (``fn`` then runs on the calling thread). Before
     each piece a worker checks ``stop``; once it is set, or once any ``fn`` raised, the
-    remaining pieces are skipped. Returns when every thread has finished.
+    remaining pieces are skipped. Returns when every thread has finished. ``fn`` sees the
+    caller's context variables (each thread runs in a copy of them), so inside a
+    ``Controller.reconcile`` its writes count as the reconcile's own and ``self.log``
+    stays bound to the key.
 
     Args:
         workers: the most threads to use (≥ 1).
@@ -46,8 +50,11 @@ def parallelize(
     if n_threads == 1:
         run.work()
     else:
+        # Each thread runs in a copy of the caller's context variables (Go passes its ctx):
+        # a reconcile's writes made in ``fn`` are still its own (read your own writes).
         threads = [
-            threading.Thread(target=run.work, name=f"pycontroller-parallelize-{i}", daemon=True)
+            threading.Thread(target=contextvars.copy_context().run, args=(run.work,),
+                             name=f"pycontroller-parallelize-{i}", daemon=True)
             for i in range(n_threads)
         ]
         for t in threads:

@@ -16,17 +16,24 @@ from prometheus_client import CollectorRegistry
 
 from pycontroller import (
     CONFIGMAPS,
+    SECRETS,
     Client,
     Controller,
     Lister,
     Predicate,
     Requeue,
+    Watch,
     connect,
+    set_controller_reference,
 )
 from pycontroller._util._wait import wait_for
 from pycontroller.cache import ThreadSafeStore
 from pycontroller.errors import ConflictError, NotFoundError, TerminalError
-from pycontroller.workqueue import ItemExponentialFailureRateLimiter, RateLimitingQueue
+from pycontroller.workqueue import (
+    ItemExponentialFailureRateLimiter,
+    RateLimitingQueue,
+    parallelize,
+)
 
 pytestmark = pytest.mark.integration
 FINALIZER = "example.com/cleanup"
@@ -335,3 +342,215 @@ def test_reconcile_without_a_manager(kube_client: Client, kube_namespace: str) -
     assert stamper.process(f"{kube_namespace}/a") is None  # already stamped: no write
     assert kube_client.get(CONFIGMAPS, "a", kube_namespace)["metadata"]["resourceVersion"] \
         == stamped["metadata"]["resourceVersion"]
+
+
+def test_stop_never_lets_a_reconcile_waiting_for_its_writes_run_on_a_stale_cache(
+        kube_client: Client, kube_namespace: str) -> None:
+    """A reconcile held back until the cache shows its key's last write is abandoned by
+    ``stop()`` (shutdown, or a lost lease), not released onto the stale cache."""
+    ns = kube_namespace
+    store: ThreadSafeStore[Any] = ThreadSafeStore()  # a cache that never catches up
+    store.add(kube_client.create(CONFIGMAPS, {"metadata": {"name": "counter"}}, ns))
+    controller = Incrementing(read_your_writes=True)
+    controller.read_your_writes_timeout = 120.0
+    queue: RateLimitingQueue[str] = RateLimitingQueue(name="incrementing")
+    controller.bind(client=kube_client, listers={CONFIGMAPS: Lister(store)}, queue=queue)
+    stop = threading.Event()
+    controller.start(stop)
+    try:
+        queue.add(f"{ns}/counter")
+        wait_for(lambda: controller.reconciles == 1, timeout=30)
+        assert controller.written == 1
+        queue.add(f"{ns}/counter")  # waits for the write above, which the cache never shows
+        wait_for(lambda: controller.healthy() == (True, "ok") and controller._busy,
+                 timeout=30, message="second reconcile waiting for its own write")
+    finally:
+        started = time.monotonic()
+        assert controller.stop(10.0)
+        assert time.monotonic() - started < 5.0  # prompt: the wait is released
+        stop.set()
+    assert controller.reconciles == 1  # the stale cache was never reconciled
+    assert controller.conflicts == 0
+
+
+class FinalizerReader(Controller):
+    """Records whether each reconcile's cached object carries the declared finalizer."""
+
+    resource = CONFIGMAPS
+    finalizer = FINALIZER
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saw_finalizer: list[bool] = []
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is not None:
+            self.saw_finalizer.append(FINALIZER in (obj["metadata"].get("finalizers") or []))
+        return None
+
+
+def test_the_reconcile_after_adding_the_finalizer_reads_a_cache_that_shows_it(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    own = connect(kube_control_plane.kubeconfig)
+    DelayedWatch(own, delay=0.5)
+    controller = FinalizerReader()
+    try:
+        with running(own, ns, controller):
+            kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+            wait_for(lambda: controller.saw_finalizer, timeout=30)
+            # The library's own patch is a write of this reconcile: the cache shows it.
+            assert controller.saw_finalizer[0] is True
+            kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
+    finally:
+        own.close()
+
+
+class ParallelParent(Controller):
+    """A Secret owns three ConfigMaps, created in parallel (``parallelize``) when missing."""
+
+    resource = SECRETS
+    owns = (CONFIGMAPS,)
+    # Only the test triggers reconciles.
+    predicates = (Predicate(update=lambda old, new: False),)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.children_seen: list[int] = []
+        self.conflicts = 0
+
+    def reconcile(self, key: str) -> Requeue | None:
+        parent = self.lister.get_by_key(key)
+        if parent is None:
+            return None
+        ns = parent["metadata"]["namespace"]
+        names = [f"{parent['metadata']['name']}-{i}" for i in range(3)]
+        cached = self.lister_for(CONFIGMAPS)
+        missing = [n for n in names if cached.get_by_key(f"{ns}/{n}") is None]
+        self.children_seen.append(len(names) - len(missing))
+
+        def create(i: int) -> None:
+            child = {"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": missing[i], "namespace": ns}}
+            set_controller_reference({"apiVersion": "v1", **parent}, child)
+            try:
+                self.client.create(CONFIGMAPS, child, ns)
+            except ConflictError:
+                self.conflicts += 1  # the cache was older than our own creates
+
+        parallelize(3, len(missing), create)
+        return None
+
+
+def test_writes_made_on_parallelize_threads_are_read_back_too(
+        kube_control_plane: Any, kube_client: Client, kube_namespace: str) -> None:
+    ns = kube_namespace
+    own = connect(kube_control_plane.kubeconfig)
+    DelayedWatch(own, delay=0.5)  # ConfigMap events: the children
+    controller = ParallelParent()
+    try:
+        with running(own, ns, controller):
+            kube_client.create(SECRETS, {"metadata": {"name": "p"}}, ns)
+            wait_for(lambda: controller.children_seen == [0], timeout=30)
+            controller.queue.add(f"{ns}/p")  # at once: the cache has not caught up
+            # The children's events enqueue the parent again: more reconciles may follow.
+            wait_for(lambda: len(controller.children_seen) >= 2, timeout=30)
+    finally:
+        own.close()
+    assert controller.children_seen[:2] == [0, 3]
+    assert controller.conflicts == 0
+
+
+@pytest.mark.parametrize("deleting", [False, True], ids=["add", "remove"])
+def test_a_finalizer_patch_from_a_stale_cache_is_refused_not_applied(
+        kube_client: Client, kube_namespace: str, deleting: bool) -> None:
+    """Another controller changes the finalizers after our cache read (adds its own; or,
+    while the object is being deleted, removes its own): our patch, built from the stale
+    list, is refused with 409 instead of overwriting the list."""
+    import structlog
+
+    from pycontroller.controller._finalizer import handle_finalizer
+
+    ns = kube_namespace
+    other = "other.example.com/keep"
+    kube_client.create(CONFIGMAPS, {"metadata": {
+        "name": "a", "finalizers": [FINALIZER, other] if deleting else []}}, ns)
+    if deleting:
+        kube_client.delete(CONFIGMAPS, "a", ns)
+    stale = kube_client.get(CONFIGMAPS, "a", ns)  # what our cache holds
+    theirs = [other] if not deleting else []
+    fresh = dict(kube_client.get(CONFIGMAPS, "a", ns))
+    fresh["metadata"] = {**fresh["metadata"], "finalizers": [
+        f for f in [*(fresh["metadata"].get("finalizers") or []), *theirs]
+        if not (deleting and f == other)]}
+    kube_client.replace(CONFIGMAPS, fresh)  # the other controller's write
+    with pytest.raises(ConflictError):
+        handle_finalizer(kube_client, CONFIGMAPS, FINALIZER, stale,
+                         cleanup=lambda obj: None, log=structlog.get_logger())
+    now = kube_client.get(CONFIGMAPS, "a", ns)["metadata"]["finalizers"]
+    assert now == ([FINALIZER] if deleting else [other])
+    kube_client.patch(CONFIGMAPS, "a", {"metadata": {"finalizers": None}}, ns)
+
+
+class OutOfScope(Controller):
+    """Writes objects its informers never deliver: a Secret its Watch's label selector
+    does not select, a ConfigMap in another namespace; and takes one Secret out of scope."""
+
+    resource = CONFIGMAPS
+    watches = (Watch(SECRETS, map_to=lambda obj: [], label_selector="app=mine"),)
+    predicates = (Predicate(update=lambda old, new: False),)  # only the test triggers
+
+    def __init__(self, other_namespace: str) -> None:
+        super().__init__()
+        self.other = other_namespace
+        self.reconciles = 0
+        self.saw_leaving: list[bool] = []
+
+    def reconcile(self, key: str) -> Requeue | None:
+        obj = self.lister.get_by_key(key)
+        if obj is None:
+            return None
+        ns, n = obj["metadata"]["namespace"], self.reconciles
+        secrets = self.lister_for(SECRETS)
+        self.saw_leaving.append(secrets.get_by_key(f"{ns}/leaving") is not None)
+        self.client.create(SECRETS, {"metadata": {"name": f"unlabelled-{n}"}}, ns)
+        self.client.create(CONFIGMAPS, {"metadata": {"name": f"elsewhere-{n}"}}, self.other)
+        if n == 0:  # in the cache now; this write takes it out of the Watch's scope
+            self.client.patch(SECRETS, "leaving", {"metadata": {"labels": {"app": None}}}, ns)
+        self.reconciles += 1
+        return None
+
+
+def test_writes_outside_the_informers_scope_are_not_awaited(
+        kube_client: Client, kube_namespace: str) -> None:
+    """Their watch events never come: waiting for them would stall every next reconcile
+    for read_your_writes_timeout. A write that takes a cached object out of scope is still
+    awaited, until the cache drops it."""
+    from pycontroller import NAMESPACES
+
+    ns = kube_namespace
+    other = f"{ns}-other"
+    kube_client.create(NAMESPACES, {"metadata": {"name": other}})
+    kube_client.create(SECRETS, {"metadata": {"name": "leaving", "labels": {"app": "mine"}}},
+                       ns)
+    controller = OutOfScope(other)
+    registry = CollectorRegistry()
+    try:
+        with running(kube_client, ns, controller, registry=registry):
+            wait_for(lambda: controller.lister_for(SECRETS).get_by_key(f"{ns}/leaving"),
+                     timeout=30)
+            kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, ns)
+            wait_for(lambda: controller.reconciles == 1, timeout=30)
+            started = time.monotonic()
+            controller.queue.add(f"{ns}/a")
+            wait_for(lambda: controller.reconciles == 2, timeout=30)
+            took = time.monotonic() - started
+    finally:
+        for obj in kube_client.list_all(CONFIGMAPS, other):
+            kube_client.delete(CONFIGMAPS, obj["metadata"]["name"], other)
+        kube_client.delete(NAMESPACES, other)
+    assert controller.saw_leaving == [True, False]
+    assert registry.get_sample_value("pycontroller_read_your_writes_timeouts_total",
+                                     {"controller": "outofscope"}) == 0
+    assert took < 3.0, f"the second reconcile waited {took:.1f}s"

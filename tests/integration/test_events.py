@@ -146,3 +146,24 @@ def test_the_caller_never_waits_for_a_stuck_api_server(
     rec.stop(timeout=20)
     events = our_events(kube_client, kube_namespace)
     assert len(events) == 21  # the first and the buffered 20 (within the burst of 25)
+
+
+@pytest.mark.parametrize("namespace", ["a/b", "..", "ns%2F", 7])
+def test_an_object_whose_namespace_cannot_be_a_path_is_refused_at_the_call(
+        kube_client: Client, kube_namespace: str, recorders: Callable[..., EventRecorder],
+        registry: CollectorRegistry, namespace: Any) -> None:
+    """The namespace becomes part of the Event's URL: refused at once, so it never
+    reaches the worker (where it would fail every write attempt, over and over)."""
+    from structlog.testing import capture_logs
+
+    rec = recorders()
+    bad = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "x", "namespace": namespace}}
+    with capture_logs() as logs:
+        with pytest.raises(ValueError, match="namespace"):
+            rec.normal(bad, "Tested", "bad namespace")
+        cm = kube_client.create(CONFIGMAPS, {"metadata": {"name": "ok"}}, kube_namespace)
+        rec.normal(cm, "Tested", "good one")
+        wait_until(lambda: len(our_events(kube_client, kube_namespace)) == 1)
+        rec.stop(timeout=10)
+    assert not [e for e in logs if e["event"] == "event_recorder_failed"]

@@ -43,7 +43,7 @@ class Scripted(Controller):
         try:
             if self.gate is not None:
                 self.gate.wait(5)
-            if isinstance(step, Exception):
+            if isinstance(step, BaseException):
                 raise step
             return cast("Requeue | None", step)
         finally:
@@ -129,6 +129,47 @@ def test_key_added_during_reconcile_runs_again_after(ctrl: Scripted) -> None:
     assert ctrl.overlaps == []
 
 
+@pytest.mark.parametrize("odd", [True, Requeue, 5, "later"],
+                         ids=["bool", "class", "int", "str"])
+def test_a_result_that_is_not_requeue_is_a_failure_not_a_dead_worker(
+        ctrl: Scripted, registry: CollectorRegistry, odd: object) -> None:
+    from structlog.testing import capture_logs
+
+    ctrl.workers = 1  # documentation only: the fixture started 4; a dead one is not replaced
+    ctrl.script["ns/a"] = [odd, odd, odd, odd, None]
+    with capture_logs() as logs:
+        ctrl.queue.add("ns/a")
+        wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    assert ctrl.calls == ["ns/a"] * 5  # retried with backoff, like an exception
+    assert count(registry, "error") == 4
+    assert ctrl.healthy() == (True, "ok")
+    failed = [e for e in logs if e["event"] == "reconcile_failed"]
+    assert len(failed) == 4 and "must return None or Requeue" in failed[0]["error"]
+
+
+def test_a_base_exception_from_reconcile_is_a_failure_not_a_dead_worker(
+        ctrl: Scripted, registry: CollectorRegistry) -> None:
+    import asyncio
+
+    # asyncio.CancelledError and GeneratorExit are BaseExceptions, not Exceptions.
+    ctrl.script["ns/a"] = [asyncio.CancelledError(), GeneratorExit(), asyncio.CancelledError(),
+                           asyncio.CancelledError(), asyncio.CancelledError(), None]
+    ctrl.queue.add("ns/a")
+    wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    assert count(registry, "error") == 5
+    assert sample(registry, "controller_runtime_reconcile_panics_total") == 5
+    assert ctrl.healthy() == (True, "ok")
+
+
+@pytest.mark.parametrize("after", [float("nan"), "5", -1.0, float("inf")])
+def test_requeue_after_must_be_a_number(after: object) -> None:
+    if after == -1.0 or after == float("inf"):
+        assert Requeue(after=after).after == after  # as client-go
+        return
+    with pytest.raises((TypeError, ValueError), match="after"):
+        Requeue(after=after)  # type: ignore[arg-type]
+
+
 def test_default_hooks_enqueue_keys_including_tombstones(ctrl: Scripted) -> None:
     ctrl.gate = threading.Event()  # hold the workers so the queue can be inspected
     ctrl.on_add({"metadata": {"name": "p", "namespace": "ns"}}, False)
@@ -177,6 +218,41 @@ def test_terminal_error_is_counted_and_not_retried(ctrl: Scripted,
     assert [e["key"] for e in logs if e["event"] == "reconcile_terminal_error"] == ["ns/a"]
     assert count(registry, "error") == 1
     assert sample(registry, "controller_runtime_reconcile_panics_total") == 0
+
+
+def test_an_error_raised_from_a_terminal_error_is_terminal(
+        ctrl: Scripted, registry: CollectorRegistry) -> None:
+    """``raise X from TerminalError(...)`` is Python's wrapping (Go's ``%w``):
+    controller-runtime honours a wrapped TerminalError (errors.As); so do we. An error
+    merely raised *while handling* one (``__context__``) is not terminal."""
+    from pycontroller.errors import TerminalError
+
+    def wrapped() -> Exception:
+        try:
+            raise TerminalError("bad spec")
+        except TerminalError as exc:
+            try:
+                raise RuntimeError("step 2 failed") from exc
+            except RuntimeError as outer:
+                return outer
+
+    def during() -> Exception:
+        try:
+            raise TerminalError("bad spec")
+        except TerminalError:
+            try:
+                raise KeyError("bug in the handler")
+            except KeyError as inner:
+                return inner
+
+    ctrl.script["ns/a"] = [wrapped()]
+    ctrl.script["ns/b"] = [during(), None]
+    ctrl.queue.add("ns/a")
+    ctrl.queue.add("ns/b")
+    wait_for(lambda: count(registry, "success") == 1, timeout=5)
+    wait_for(lambda: sample(registry, "controller_runtime_terminal_reconcile_errors_total")
+             == 1, timeout=5)
+    assert ctrl.calls.count("ns/a") == 1 and ctrl.calls.count("ns/b") == 2
 
 
 def test_unexpected_exceptions_count_as_panics(ctrl: Scripted,
@@ -327,3 +403,22 @@ def test_workers_honour_the_stop_event_they_are_given(registry: CollectorRegistr
     finally:
         controller.gate.set()
         assert controller.stop(5.0)
+
+
+def test_the_scope_check_of_written_objects() -> None:
+    from pycontroller import CONFIGMAPS, NAMESPACES
+    from pycontroller.controller._controller import _scope_check
+
+    def obj(name: str = "a", namespace: str = "ns", **labels: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
+
+    check = _scope_check(CONFIGMAPS, "ns", "app=web,!old", r"metadata.name!=skip\,me")
+    assert check(obj(app="web"))
+    assert not check(obj(namespace="other", app="web"))
+    assert not check(obj(app="db")) and not check(obj(app="web", old="1"))
+    assert not check(obj(name="skip,me", app="web"))
+    assert check({"kind": "Status"}) and check(None)  # unsure: counts as in scope
+    unknown_field = _scope_check(CONFIGMAPS, None, None, "status.phase=Running")
+    assert unknown_field(obj(namespace="anywhere"))  # only the server can judge it
+    cluster = _scope_check(NAMESPACES, "ns", None, "metadata.name=a")
+    assert cluster({"metadata": {"name": "a"}}) and not cluster({"metadata": {"name": "b"}})

@@ -143,3 +143,48 @@ def test_writes_of_other_keys_do_not_delay_a_key_and_old_entries_expire() -> Non
     w.clock.step(3600)
     w.tracker.record("ns/c", CONFIGMAPS, cm("c", "9"), "ns/c")
     assert len(w.tracker) == 1  # ns/b expired (never delivered), ns/c is kept
+
+
+def test_an_update_delivered_after_a_delete_was_written_is_not_the_delete() -> None:
+    """A MODIFIED event from before our DELETE, delivered late, leaves the object cached:
+    the expectation "gone" must stay until the DELETED event (or the cache drops it)."""
+    w = World()
+    w.deliver(cm("a", "5"))
+    w.tracker.record("ns/k", CONFIGMAPS, None, "ns/a", deleted=True)  # deleted at once
+    w.deliver(cm("a", "6"))  # someone's update before our delete, delivered late
+    assert len(w.tracker) == 1
+    del w.cache[(CONFIGMAPS, "ns/a")]
+    w.tracker.observe(CONFIGMAPS, cm("a", "7"), True)
+    assert len(w.tracker) == 0
+
+
+def test_the_delete_event_of_an_older_object_is_not_the_new_one_we_created() -> None:
+    """Delete and re-create under the same name: the DELETED event of the old object (at
+    a version below our create) must not satisfy the expectation of the new one."""
+    w = World()
+    w.deliver(cm("a", "5"))
+    w.tracker.record("ns/k", CONFIGMAPS, None, "ns/a", deleted=True)
+    w.tracker.record("ns/k", CONFIGMAPS, cm("a", "9"), "ns/a")  # re-created at 9
+    del w.cache[(CONFIGMAPS, "ns/a")]
+    w.tracker.observe(CONFIGMAPS, cm("a", "8"), True)  # the old one's deletion, at 8
+    assert len(w.tracker) == 1
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/k")))
+    waiter.start()
+    assert w.clock.wait_for_waiters()
+    assert result == []  # the cache holds no "a" yet: a reconcile now would create it again
+    w.deliver(cm("a", "9"))
+    waiter.join(5)
+    assert result == [True] and w.timeouts.n == 0
+
+
+def test_records_of_one_object_keep_the_newest_version_whatever_their_order() -> None:
+    """Two workers write one object; the one that got the older version records last."""
+    w = World()
+    w.tracker.record("ns/j", CONFIGMAPS, cm("x", "105"), "ns/x")
+    w.tracker.record("ns/k", CONFIGMAPS, cm("x", "100"), "ns/x")
+    w.deliver(cm("x", "100"))
+    assert len(w.tracker) == 1  # ns/j's write (105) is not cached yet
+    w.deliver(cm("x", "105"))
+    assert len(w.tracker) == 0
+    assert w.tracker.wait("ns/j") and w.tracker.wait("ns/k") and w.waits.n == 0

@@ -86,3 +86,39 @@ def test_owns_entries_take_predicates_and_methods_bind() -> None:
     assert list(secrets.keys(child(ref()))) == [
         "ns/site"]
     assert list(configmaps.keys(child())) == ["parent/c"]  # bound to the instance
+
+
+def test_a_mapping_that_returns_one_string_is_an_error_not_one_key_per_character() -> None:
+    import pytest
+
+    keys: list[str] = []
+    for wrong in ("ns/x", b"ns/x", None):
+        source = EventSource(resource=CONFIGMAPS, keys=lambda o, w=wrong: w,  # type: ignore[misc]
+                             predicates=(), enqueue=keys.append)
+        with pytest.raises(TypeError, match="map_to of v1/configmaps returned"):
+            source.on_add(child(), False)
+    assert keys == []
+
+
+def test_keys_that_are_not_object_keys_are_logged_and_dropped() -> None:
+    from structlog.testing import capture_logs
+
+    keys: list[str] = []
+    bad: list[Any] = [("ns", "x"), "ns/x/y", "ns/", "", "/x", 7]
+    source = EventSource(resource=CONFIGMAPS, keys=lambda o: [*bad, "ns/ok", "cluster-ok"],
+                         predicates=(), enqueue=keys.append, name="ctl")
+    with capture_logs() as logs:
+        source.on_add(child(), False)
+    assert keys == ["ns/ok", "cluster-ok"]
+    dropped = [e for e in logs if e["event"] == "watch_key_invalid"]
+    assert len(dropped) == len(bad) - 1  # "" was always skipped silently
+    assert all(e["log_level"] == "error" and e["controller"] == "ctl" for e in dropped)
+
+
+def test_an_unhashable_key_is_dropped_too() -> None:
+    keys: list[str] = []
+    mixed: list[Any] = [["ns", "x"], "ns/ok"]
+    source = EventSource(resource=CONFIGMAPS, keys=lambda o: mixed, predicates=(),
+                         enqueue=keys.append)
+    source.on_add(child(), False)
+    assert keys == ["ns/ok"]

@@ -318,3 +318,15 @@ def test_concurrent_callers_lose_nothing_uncounted(make: Callable[..., EventReco
     written = len(stub.snapshot())
     assert written + dropped(registry, "buffer_full") == 1600
     assert len({name for _, name, _ in stub.snapshot()}) == written  # unique names
+
+
+def test_reason_action_and_message_must_be_strings(stub: StubClient) -> None:
+    """``warning(obj, "Failed", exc)`` is an easy slip: a clear TypeError at the call,
+    not an AttributeError from inside (nor a list reason the server rejects later)."""
+    rec = EventRecorder(cast(Client, stub), "example.com/website")
+    with pytest.raises(TypeError, match="message must be a str, not RuntimeError"):
+        rec.warning(pod(), "Failed", RuntimeError("boom"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reason must be a str"):
+        rec.normal(pod(), ["R"], "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="action must be a str"):
+        rec.normal(pod(), "R", "x", action=("a",))  # type: ignore[arg-type]

@@ -230,3 +230,17 @@ def test_an_item_later_than_the_head_does_not_wake_the_loop() -> None:
         assert len(clock.timeouts) == waits  # the loop was not woken
     finally:
         q.shut_down()
+
+
+@pytest.mark.parametrize("delay", [float("nan"), "1", None], ids=["nan", "str", "none"])
+def test_a_delay_that_is_not_a_number_is_refused(q: DelayingQueue[str], clock: FakeClock,
+                                                  delay: object) -> None:
+    # A NaN ready time never compares <= now: at the heap's head it would hold back every
+    # item behind it, for good.
+    with pytest.raises((ValueError, TypeError), match="delay"):
+        q.add_after("bad", delay)  # type: ignore[arg-type]
+    q.add_after("good", 1.0)
+    settle(clock)
+    clock.step(1.0)
+    settle(clock)
+    assert drain(q) == ["good"]

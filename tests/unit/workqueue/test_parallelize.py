@@ -146,3 +146,22 @@ def test_exception_on_a_single_worker_cancels_the_rest() -> None:
 def test_bad_arguments_are_rejected(workers: int, pieces: int, chunk: int) -> None:
     with pytest.raises(ValueError):
         parallelize(workers, pieces, lambda i: None, chunk_size=chunk)
+
+
+def test_fn_sees_the_callers_context_variables_on_every_thread() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("test-var", default="unset")
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def fn(i: int) -> None:
+        with lock:
+            seen.append(var.get())
+
+    token = var.set("caller")
+    try:
+        parallelize(4, 16, fn)
+    finally:
+        var.reset(token)
+    assert seen == ["caller"] * 16
