@@ -200,14 +200,15 @@ def event(kind: str, /, **fields: Any) -> Callable[[dict[str, Any]], bool]:
         line.get(k) == v for k, v in fields.items())
 
 
-@contextlib.contextmanager
-def running(client: Client, namespace: str, *controllers: Controller,
-            wait_ready: bool = True, registry: CollectorRegistry | None = None,
-            ) -> Iterator[Manager]:
-    """Run a Manager with ``controllers`` in a thread; stop it (and check exit 0) on exit."""
+def start_manager(client: Client, namespace: str, *controllers: Controller,
+                  registry: CollectorRegistry | None = None, **options: Any,
+                  ) -> tuple[Manager, threading.Event, threading.Thread, list[int]]:
+    """Start a Manager with ``controllers`` (no servers, no signal handlers, ``options``
+    passed on) in a thread: (manager, its stop event, the thread, [exit code] once run
+    returned)."""
     mgr = Manager(client, namespace=namespace, registry=registry or CollectorRegistry(),
                   metrics_bind_address=None, health_probe_bind_address=None,
-                  handle_signals=False)
+                  handle_signals=False, **options)
     for controller in controllers:
         mgr.add(controller)
     stop = threading.Event()
@@ -215,6 +216,15 @@ def running(client: Client, namespace: str, *controllers: Controller,
     thread = threading.Thread(target=lambda: code.append(mgr.run(stop)),
                               name="pycontroller-test-manager")
     thread.start()
+    return mgr, stop, thread, code
+
+
+@contextlib.contextmanager
+def running(client: Client, namespace: str, *controllers: Controller,
+            wait_ready: bool = True, registry: CollectorRegistry | None = None,
+            ) -> Iterator[Manager]:
+    """Run a Manager with ``controllers`` in a thread; stop it (and check exit 0) on exit."""
+    mgr, stop, thread, code = start_manager(client, namespace, *controllers, registry=registry)
     try:
         if wait_ready:
             wait_for(lambda: mgr.ready()[0], timeout=60, message="manager ready")

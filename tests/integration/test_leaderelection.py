@@ -169,17 +169,22 @@ def test_first_candidate_creates_the_lease_and_renews(
         assert later["leaseTransitions"] == 0
 
 
+def a_leads_b_watches(a: Candidate, b: Candidate) -> None:
+    """Start ``a`` until it leads, then ``b`` until it has seen ``a`` as the leader."""
+    a.start()
+    assert a.started.wait(10 + SLACK)
+    b.start()
+    wait_for(lambda: b.elector.get_leader() == "a", timeout=5 + SLACK,
+             message="b observes a")
+
+
 def test_standby_takes_over_after_lease_duration_when_leader_stops(
     kube_control_plane: ControlPlane | ExternalCluster, kube_client: Client,
     kube_namespace: str,
 ) -> None:
     with candidates(kube_control_plane, kube_namespace, "a", "b") as (a, b), \
             Sampler([a, b]) as sampler:
-        a.start()
-        assert a.started.wait(10 + SLACK)
-        b.start()
-        wait_for(lambda: b.elector.get_leader() == "a", timeout=5 + SLACK,
-                 message="b observes a")
+        a_leads_b_watches(a, b)
         time.sleep(2 * LEASE)  # b must not take over from a live leader
         assert not b.started.is_set() and a.elector.is_leader()
         a.shut_down()  # no release: b waits out the lease
@@ -278,11 +283,7 @@ def test_standby_waits_out_a_lease_deleted_by_hand(
     slow = LeaderElectionConfig(lease_duration=6, renew_deadline=4, retry_period=RETRY)
     with candidates(kube_control_plane, kube_namespace, "a", "b", config=slow) as (a, b), \
             Sampler([a, b]) as sampler:
-        a.start()
-        assert a.started.wait(10 + SLACK)
-        b.start()
-        wait_for(lambda: b.elector.get_leader() == "a", timeout=5 + SLACK,
-                 message="b observes a")
+        a_leads_b_watches(a, b)
         a.lock.cut.set()
         kube_client.delete(LEASES, "leader", kube_namespace)
         deleted = time.monotonic()

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
+from helpers import start_manager
 
-from pycontroller import CONFIGMAPS, Client, Controller, Manager, Requeue
+from pycontroller import CONFIGMAPS, Client, Controller, Requeue
 from pycontroller._util._wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,16 +39,8 @@ def test_the_grace_period_is_shared_by_all_controllers_not_given_to_each(
     grace = 2.0
     release = threading.Event()
     controllers = [Hanging(f"hanging-{i}", release) for i in range(3)]
-    mgr = Manager(kube_client, namespace=kube_namespace, registry=CollectorRegistry(),
-                  metrics_bind_address=None, health_probe_bind_address=None,
-                  handle_signals=False, grace_period=grace)
-    for controller in controllers:
-        mgr.add(controller)
-    stop = threading.Event()
-    code: list[int] = []
-    thread = threading.Thread(target=lambda: code.append(mgr.run(stop)),
-                              name="pycontroller-test-manager")
-    thread.start()
+    mgr, stop, thread, code = start_manager(kube_client, kube_namespace, *controllers,
+                                            grace_period=grace)
     try:
         wait_for(lambda: mgr.ready()[0], timeout=60, message="manager ready")
         kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, kube_namespace)
@@ -101,16 +93,7 @@ def test_event_recorders_share_one_flush_deadline(
 
     own.create = create  # type: ignore[method-assign]
     controllers = [Announcing(f"announcing-{i}") for i in range(3)]
-    mgr = Manager(own, namespace=kube_namespace, registry=CollectorRegistry(),
-                  metrics_bind_address=None, health_probe_bind_address=None,
-                  handle_signals=False)
-    for controller in controllers:
-        mgr.add(controller)
-    stop = threading.Event()
-    code: list[int] = []
-    thread = threading.Thread(target=lambda: code.append(mgr.run(stop)),
-                              name="pycontroller-test-manager")
-    thread.start()
+    mgr, stop, thread, code = start_manager(own, kube_namespace, *controllers)
     try:
         wait_for(lambda: mgr.ready()[0], timeout=60, message="manager ready")
         kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, kube_namespace)
