@@ -36,10 +36,36 @@ _log = structlog.get_logger(__name__)
 _HOST = "127.0.0.1"
 
 
+# A port found free may be taken before the child binds it (by any process's bind or
+# outgoing connection): the child then exits at once, and is started again on new ports.
+_BIND_ATTEMPTS = 4
+_PORT_TAKEN = b"address already in use"
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _lost_port_race(proc: ManagedProcess, log_from: int) -> bool:
+    """Whether ``proc`` exited because a port it was given was taken (its log says so
+    since offset ``log_from``, where this start began appending)."""
+    if proc.running():
+        return False
+    try:
+        with proc.log_path.open("rb") as log:
+            log.seek(log_from)
+            return _PORT_TAKEN in log.read(1 << 20).lower()
+    except OSError:
+        return False
 
 
 def _wait(what: str, check: Callable[[], bool], deadline: float,
@@ -81,6 +107,10 @@ class ControlPlane:
     pass ``watch_cache=True`` for the server's normal cache and WatchList support) and the
     ServiceAccount admission plugin off (there is no controller-manager to create
     ``default`` service accounts).
+
+    Both bind free loopback ports. A port can be taken between the lookup and the child's
+    bind (by any process); a child that exits for that is started again on new ports, up
+    to 4 times (logged as ``control_plane_port_taken``).
 
     Thread-safety: not thread-safe; one owner starts, faults and stops it. The children get
     SIGKILL if the thread that started them dies, so start it from a long-lived thread.
@@ -132,12 +162,7 @@ class ControlPlane:
         deadline = time.monotonic() + self._start_timeout
         try:
             self._start_etcd(binaries.etcd, deadline)
-            self._apiserver = ManagedProcess(
-                "kube-apiserver", self._apiserver_args(binaries.kube_apiserver, serving, sa),
-                self.workdir / "kube-apiserver.log",
-            )
-            self._apiserver.start()
-            self.wait_ready(deadline - time.monotonic())
+            self._start_apiserver(binaries.kube_apiserver, serving, sa, deadline)
             self._write_kubeconfig(self.kubeconfig, self._admin, "admin")
         except BaseException:
             self.stop()
@@ -146,6 +171,39 @@ class ControlPlane:
         return self
 
     def _start_etcd(self, binary: Path, deadline: float) -> None:
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            log_from = _log_size(self.workdir / "etcd.log")
+            try:
+                self._start_etcd_once(binary, deadline)
+                return
+            except ControlPlaneError:
+                etcd = self._etcd
+                if (attempt == _BIND_ATTEMPTS or etcd is None
+                        or not _lost_port_race(etcd, log_from)):
+                    raise
+                _log.info("control_plane_port_taken", process="etcd", attempt=attempt)
+                etcd.stop()
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # a fresh member
+
+    def _start_apiserver(self, binary: Path, serving: CertPair, sa: CertPair,
+                         deadline: float) -> None:
+        log_path = self.workdir / "kube-apiserver.log"
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            log_from = _log_size(log_path)
+            self._apiserver = api = ManagedProcess(
+                "kube-apiserver", self._apiserver_args(binary, serving, sa), log_path)
+            api.start()
+            try:
+                self.wait_ready(deadline - time.monotonic())
+                return
+            except ControlPlaneError:
+                if attempt == _BIND_ATTEMPTS or not _lost_port_race(api, log_from):
+                    raise
+                _log.info("control_plane_port_taken", process="kube-apiserver",
+                          attempt=attempt)
+                api.stop()
+
+    def _start_etcd_once(self, binary: Path, deadline: float) -> None:
         assert self._etcd_ca is not None and self._etcd_serving is not None
         self.etcd_port, peer = _free_port(), _free_port()
         client_url, peer_url = f"https://{_HOST}:{self.etcd_port}", f"https://{_HOST}:{peer}"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from pycontroller._util._wait import wait_for
 from pycontroller.client import CONFIGMAPS, PODS, Client, connect
 from pycontroller.client._errors import api_error
-from pycontroller.envtest import Binaries, ControlPlane, _http
+from pycontroller.envtest import Binaries, ControlPlane, _control_plane, _http
 from pycontroller.errors import (
     ControlPlaneError,
     ForbiddenError,
@@ -169,6 +171,36 @@ def test_two_control_planes_and_clean_stop(kube_envtest: ControlPlane) -> None:
     assert not any(_alive(p) for p in pids)
     assert not second.workdir.exists()
     assert kube_envtest.request("GET", "/readyz").status == 200
+
+
+@pytest.mark.parametrize(("taken_call", "process"), [(1, "etcd"), (2, "etcd"),
+                                                   (3, "kube-apiserver")])
+def test_a_port_taken_before_the_child_binds_it_is_replaced(
+        monkeypatch: pytest.MonkeyPatch, taken_call: int, process: str) -> None:
+    """A port found free can be taken before etcd or the apiserver binds it (the race of
+    any free-port lookup): that child is started again on new ports, nothing else fails.
+    The ports are asked for in the order etcd client, etcd peer, apiserver."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        calls: list[int] = []
+        free_port = _control_plane._free_port
+
+        def racing_free_port() -> int:
+            calls.append(1)
+            return taken if len(calls) == taken_call else free_port()
+
+        monkeypatch.setattr(_control_plane, "_free_port", racing_free_port)
+        with capture_logs() as logs:
+            plane = ControlPlane().start()
+        try:
+            assert taken not in (plane.port, plane.etcd_port)
+            assert plane.request("GET", "/readyz").status == 200
+            retried = [e for e in logs if e["event"] == "control_plane_port_taken"]
+            assert [(e["process"], e["attempt"]) for e in retried] == [(process, 1)]
+        finally:
+            plane.stop()
 
 
 def test_failed_binary_is_named_with_exit_code_and_log(tmp_path: Path) -> None:
