@@ -126,7 +126,9 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
     is used. Exec plugin tokens and token files are refreshed by the ``kubernetes``
-    package; client certificates from an exec plugin are re-issued (by running the plugin
+    package once expired; a 401 answered to an exec plugin's token makes the next request
+    run the plugin again (as client-go; the refused request is not retried); client
+    certificates from an exec plugin are re-issued (by running the plugin
     again) once the credential's ``expirationTimestamp`` passes, and new connections use
     them. ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
     ``insecure-skip-tls-verify`` does, and only when it pins no certificate authority.
@@ -146,15 +148,17 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
 
     cfg = k8s_client.Configuration()
     reload: _ExecCertificateReload | None = None
+    rerun: _ExecTokenRerun | None = None
     try:
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ \
                 and not os.environ.get("KUBECONFIG"):
             k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call, unused-ignore]
         else:
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
-            expiry = _load_kubeconfig(path, context, cfg)
+            expiry, loader = _load_kubeconfig(path, context, cfg)
             if expiry is not None:  # client certificates from an exec plugin that expire
                 reload = _ExecCertificateReload(path, context, expiry, verify_tls)
+            rerun = _ExecTokenRerun.of(loader, cfg)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(
             f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
@@ -166,13 +170,16 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             "remove one (pass verify_tls=False to turn verification off explicitly)")
     if not verify_tls:
         cfg.verify_ssl = False
-    return Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst, metrics=metrics,
-                  reload=reload)
+    client = Client(cfg, request_timeout=request_timeout, qps=qps, burst=burst,
+                    metrics=metrics, reload=reload)
+    client._rerun = rerun
+    return client
 
 
-def _load_kubeconfig(path: str | None, context: str | None, cfg: Any) -> float | None:
+def _load_kubeconfig(path: str | None, context: str | None,
+                     cfg: Any) -> tuple[float | None, Any]:
     """Load a kubeconfig into ``cfg`` (as ``load_kube_config`` does); return the expiry
-    (Unix time) of client certificates an exec plugin issued, or None.
+    (Unix time) of client certificates an exec plugin issued, or None, and the loader.
 
     The ``kubernetes`` package refreshes exec *tokens* itself (its refresh hook), but not
     exec client certificates; ``_ExecCertificateReload`` does that.
@@ -186,8 +193,48 @@ def _load_kubeconfig(path: str | None, context: str | None, cfg: Any) -> float |
     fields = vars(loader)
     expiry = fields.get("expiry")
     if "token" in fields or not cfg.cert_file or expiry is None:
-        return None
-    return float(expiry.timestamp())
+        return None, loader
+    return float(expiry.timestamp()), loader
+
+
+class _ExecTokenRerun:
+    """Runs the exec plugin again after a 401 (≙ client-go's exec authenticator, which
+    drops a credential the server refused and runs the plugin for the next request).
+
+    The ``kubernetes`` package re-runs the plugin only once its ``expirationTimestamp``
+    passed, so a revoked token, or one without an expiry, would be sent forever.
+    Thread-safe: concurrent 401s for the same token run the plugin once.
+    """
+
+    def __init__(self, loader: Any, cfg: Any) -> None:
+        self._loader, self._cfg = loader, cfg
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, loader: Any, cfg: Any) -> _ExecTokenRerun | None:
+        """The re-runner for a bearer token that came from an exec plugin, else None."""
+        user = getattr(loader, "_user", None)
+        fields = vars(loader)
+        if (user is None or "exec" not in user or "auth-provider" in user
+                or user.safe_get("token") or user.safe_get("tokenFile")
+                or "token" not in fields):
+            return None
+        return cls(loader, cfg)
+
+    def __call__(self, refused: str | None) -> None:
+        """The server answered 401 to the ``Authorization`` value ``refused``."""
+        with self._lock:
+            auth = self._cfg.auth_settings().get("BearerToken") or {}
+            if auth.get("value") != refused:
+                return  # another request already replaced it
+            vars(self._loader).pop("expiry", None)  # the new one sets its own, if any
+            try:  # the loader logs (without raising) a failing plugin; keeps the old token
+                self._loader._load_authentication()
+                self._loader._set_config(self._cfg)
+            except Exception as exc:  # its frames hold credentials
+                raise errors.ConfigError(
+                    f"exec plugin credential refresh failed: {type(exc).__name__}: {exc}",
+                ) from _frameless(exc)
 
 
 class _ExecCertificateReload:
@@ -208,7 +255,7 @@ class _ExecCertificateReload:
         from kubernetes import client as k8s_client  # noqa: PLC0415
 
         cfg = k8s_client.Configuration()
-        expiry = _load_kubeconfig(self._path, self._context, cfg)
+        expiry, _ = _load_kubeconfig(self._path, self._context, cfg)
         if not self._verify:
             cfg.verify_ssl = False
         # A plugin that stops sending an expiry is not asked again.
@@ -283,6 +330,7 @@ class Client:
                 **self._pool.pool_classes_by_scheme, "https": _UnverifiedHTTPSPool}
         self._observers: tuple[WriteObserver, ...] = ()
         self._owns_pool = True
+        self._rerun: _ExecTokenRerun | None = None  # set by connect(); shared by views
 
     def with_request_timeout(self, request_timeout: float) -> Client:
         """Return a view of this client whose requests give up after ``request_timeout`` s.
@@ -371,9 +419,10 @@ class Client:
             if metrics is not None:
                 metrics.observe_rate_limiter_wait(method, self._metrics_host, waited)
         started = time.monotonic()
+        headers = self._headers(content_type)
         try:
             resp = self._pool.request(
-                method, self.host + path, body=body, headers=self._headers(content_type),
+                method, self.host + path, body=body, headers=headers,
                 timeout=timeout or urllib3.Timeout(connect=min(10.0, self._timeout),
                                                    read=self._timeout),
                 preload_content=not stream, retries=False, redirect=False,
@@ -389,6 +438,8 @@ class Client:
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()
+            if resp.status == 401 and self._rerun is not None:
+                self._rerun(headers.get("Authorization"))  # for the next request
             raise api_error(resp.status, data, resp.headers.get("Retry-After"))
         return resp
 

@@ -17,6 +17,7 @@ from pycontroller.errors import (
     InvalidError,
     NotFoundError,
     TransportError,
+    UnauthorizedError,
 )
 from pycontroller.testing import wait_for
 
@@ -53,6 +54,34 @@ def test_exec_plugin_credentials(kube_envtest: ControlPlane, kube_namespace: str
         "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
         "args": [str(plugin)], "interactiveMode": "Never"}})
     assert whoami(connect(config)) == f"system:serviceaccount:{kube_namespace}:exec-user"
+
+
+def test_exec_plugin_is_run_again_after_a_401(kube_envtest: ControlPlane,
+                                             kube_namespace: str, tmp_path: Path) -> None:
+    """As client-go's exec authenticator: a 401 answered to the plugin's token (no
+    expirationTimestamp, so never "expired") makes the next request run the plugin again.
+    The plugin hands out a revoked token first, a valid one after."""
+    token = kube_envtest.service_account_token(kube_namespace, "exec-rerun")
+    runs = tmp_path / "runs"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, os\n"
+        f"runs = {str(runs)!r}\n"
+        "n = int(open(runs).read()) if os.path.exists(runs) else 0\n"
+        "open(runs, 'w').write(str(n + 1))\n"
+        f"token = 'not-a-valid-token' if n == 0 else {token!r}\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',"
+        " 'kind': 'ExecCredential', 'status': {'token': token}}))\n")
+    config = _kubeconfig(kube_envtest, tmp_path / "exec.kubeconfig", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}})
+    with connect(config) as client:
+        with pytest.raises(UnauthorizedError):
+            whoami(client)
+        assert whoami(client) == f"system:serviceaccount:{kube_namespace}:exec-rerun"
+        assert whoami(client.with_request_timeout(5)) == (
+            f"system:serviceaccount:{kube_namespace}:exec-rerun")
+    assert runs.read_text() == "2"  # once at connect, once after the 401; not per request
 
 
 def test_tls_is_verified_unless_turned_off(kube_envtest: ControlPlane,
