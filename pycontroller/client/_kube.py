@@ -224,8 +224,8 @@ class _ExecTokenRerun:
     def __call__(self, refused: str | None) -> None:
         """The server answered 401 to the ``Authorization`` value ``refused``."""
         with self._lock:
-            auth = self._cfg.auth_settings().get("BearerToken") or {}
-            if auth.get("value") != refused:
+            # No local holds the plain token (a traceback showing locals would print it).
+            if (self._cfg.auth_settings().get("BearerToken") or {}).get("value") != refused:
                 return  # another request already replaced it
             vars(self._loader).pop("expiry", None)  # the new one sets its own, if any
             try:  # the loader logs (without raising) a failing plugin; keeps the old token
