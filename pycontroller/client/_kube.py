@@ -80,6 +80,20 @@ class _UnverifiedHTTPSPool(urllib3.HTTPSConnectionPool):
             conn.connect()
 
 
+def _bearer(cfg: Any) -> _Credential | None:
+    """The ``Authorization`` value of ``cfg``, redacted in ``repr``; None without one.
+
+    A function of its own so that no frame of a raising caller holds the plain value.
+    """
+    auth = cfg.auth_settings().get("BearerToken")
+    return _Credential(auth["value"]) if auth and auth.get("value") else None
+
+
+def _valid_header_value(value: str) -> bool:
+    """Latin-1 without control characters other than tab (what HTTP allows)."""
+    return all(c == "\t" or (" " <= c <= "\xff" and c != "\x7f") for c in value)
+
+
 def _frameless(exc: BaseException) -> BaseException:
     """Drop the tracebacks of ``exc`` and its chain; return ``exc``.
 
@@ -159,6 +173,7 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
             if expiry is not None:  # client certificates from an exec plugin that expire
                 reload = _ExecCertificateReload(path, context, expiry, verify_tls)
             rerun = _ExecTokenRerun.of(loader, cfg)
+            _TokenFileReread.install(loader, cfg)
     except Exception as exc:  # malformed YAML, missing keys, exec plugin failures, ...
         raise errors.ConfigError(
             f"no usable Kubernetes configuration: {exc}") from _frameless(exc)
@@ -195,6 +210,47 @@ def _load_kubeconfig(path: str | None, context: str | None,
     if "token" in fields or not cfg.cert_file or expiry is None:
         return None, loader
     return float(expiry.timestamp()), loader
+
+
+_TOKEN_FILE_PERIOD = 60.0  # seconds a token read from a tokenFile is used (≙ client-go)
+
+
+class _TokenFileReread:
+    """Reads a kubeconfig's ``tokenFile`` again once the token read is older than
+    ``_TOKEN_FILE_PERIOD`` (≙ client-go's cached file token source), so a rotated token
+    is used; surrounding whitespace (the file's trailing newline) is not part of the
+    token. A file that cannot be read or is empty keeps the last token. Thread-safe.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._read_at = time.monotonic()
+
+    @classmethod
+    def install(cls, loader: Any, cfg: Any) -> None:
+        """Make ``cfg`` re-read the token file, when the kubeconfig user has one."""
+        user = getattr(loader, "_user", None)
+        if (user is None or not user.safe_get("tokenFile") or user.safe_get("token")
+                or "auth-provider" in user or "token" not in vars(loader)):
+            return
+        cfg.api_key["authorization"] = str(loader.token).strip()
+        cfg.refresh_api_key_hook = cls(loader)
+
+    def __call__(self, cfg: Any) -> None:
+        if time.monotonic() - self._read_at < _TOKEN_FILE_PERIOD:
+            return
+        with self._lock:
+            if time.monotonic() - self._read_at < _TOKEN_FILE_PERIOD:
+                return
+            self._read_at = time.monotonic()
+            try:
+                if not self._loader._load_user_token():
+                    return
+            except (OSError, UnicodeDecodeError) as exc:  # keep the last token
+                _log.warning("token_file_unreadable", error_type=type(exc).__name__)
+                return
+            cfg.api_key["authorization"] = str(self._loader.token).strip()
 
 
 class _ExecTokenRerun:
@@ -400,9 +456,15 @@ class Client:
                     f"refreshing credentials failed: {type(exc).__name__}: {exc}",
                 ) from _frameless(exc)
         headers = {"Accept": "application/json", "User-Agent": "pycontroller/0.1"}
-        auth = cfg.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers["Authorization"] = _Credential(auth["value"])
+        credential = _bearer(cfg)
+        if credential is not None:
+            if not _valid_header_value(credential):
+                # http.client would refuse it with the whole value in its message.
+                raise errors.ConfigError(
+                    "the credential (token) contains a line break or another character "
+                    "not allowed in an HTTP header; check the kubeconfig's token, "
+                    "tokenFile or exec plugin")
+            headers["Authorization"] = credential
         if content_type:
             headers["Content-Type"] = content_type
         return headers

@@ -84,6 +84,24 @@ def test_exec_plugin_is_run_again_after_a_401(kube_envtest: ControlPlane,
     assert runs.read_text() == "2"  # once at connect, once after the 401; not per request
 
 
+def test_token_file_is_read_again(kube_envtest: ControlPlane, kube_namespace: str,
+                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As client-go: a kubeconfig's ``tokenFile`` is read again once the cached token is
+    older than a period (1 min; shortened here), so a rotated token is picked up; the
+    file's trailing newline is not part of the token."""
+    monkeypatch.setattr("pycontroller.client._kube._TOKEN_FILE_PERIOD", 0.5)
+    first = kube_envtest.service_account_token(kube_namespace, "file-a")
+    second = kube_envtest.service_account_token(kube_namespace, "file-b")
+    token_file = tmp_path / "token"
+    token_file.write_text(first + "\n")
+    config = _kubeconfig(kube_envtest, tmp_path / "file.kubeconfig",
+                         {"tokenFile": str(token_file)})
+    with connect(config) as client:
+        assert whoami(client) == f"system:serviceaccount:{kube_namespace}:file-a"
+        token_file.write_text(second + "\n")
+        wait_for(lambda: whoami(client).endswith(":file-b"), 30, message="the new token")
+
+
 def test_tls_is_verified_unless_turned_off(kube_envtest: ControlPlane,
                                            tmp_path: Path) -> None:
     (tmp_path / "other-pki").mkdir()

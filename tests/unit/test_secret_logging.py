@@ -131,3 +131,23 @@ def test_failed_credential_refresh_is_a_config_error_without_frames(config: str)
     client.close()
     assert "exec plugin exited" in text
     assert token.value not in text and token.value[:20] not in text
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_token_with_a_line_break_is_refused_without_showing_it(config: str) -> None:
+    """http.client refuses such a header with the whole value in its ValueError message;
+    the client refuses it first, with a ConfigError that does not name the value."""
+    token = _Hidden("tok" + secrets.token_hex(30) + "\nX-Injected: 1")
+    client = _client_with_token(token)
+    with captured(config) as out:
+        try:
+            client.get(SECRETS, "db", "ns")
+        except Exception as exc:
+            assert isinstance(exc, ConfigError), type(exc)
+            structlog.get_logger("app").exception("request_failed")
+        else:
+            pytest.fail("a token with a line break was sent")
+        text = out.getvalue()
+    client.close()
+    assert "line break" in text
+    assert token.value[:20] not in text and token.value[3:40] not in text
