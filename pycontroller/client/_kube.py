@@ -139,13 +139,14 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     """Build a Client from a kubeconfig (path, ``KUBECONFIG``, ``~/.kube/config``) or the Pod.
 
     In a Pod (``KUBERNETES_SERVICE_HOST`` set) with no kubeconfig given, in-cluster config
-    is used. Exec plugin tokens and token files are refreshed by the ``kubernetes``
-    package once expired; a 401 answered to an exec plugin's token makes the next request
-    run the plugin again (as client-go; the refused request is not retried); client
-    certificates from an exec plugin are re-issued (by running the plugin
-    again) once the credential's ``expirationTimestamp`` passes, and new connections use
-    them. ``verify_tls=False`` turns TLS verification off; otherwise only a kubeconfig's
-    ``insecure-skip-tls-verify`` does, and only when it pins no certificate authority.
+    is used. Exec plugin tokens are refreshed by the ``kubernetes`` package once expired,
+    and a 401 answered to one makes the next request run the plugin again (as client-go;
+    the refused request is not retried); a kubeconfig's ``tokenFile`` is read again once
+    its token is a minute old. Client certificates from an exec plugin are re-issued (by
+    running the plugin again) once the credential's ``expirationTimestamp`` passes, and
+    new connections use them. ``verify_tls=False`` turns TLS verification off; otherwise
+    only a kubeconfig's ``insecure-skip-tls-verify`` does, and only when it pins no
+    certificate authority.
 
     ``qps``/``burst`` turn on client-side rate limiting (off by default, as in
     controller-runtime; ``burst`` defaults to ``max(1, 1.5 * qps)``). ``metrics`` records
