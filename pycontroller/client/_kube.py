@@ -205,6 +205,13 @@ def _load_kubeconfig(path: str | None, context: str | None,
     loader = kube_config._get_kube_config_loader(  # one loader, so its exec result is ours
         filename=path if path is not None else kube_config.KUBE_CONFIG_DEFAULT_LOCATION,
         active_context=context, persist_config=True)
+    cluster = getattr(loader, "_cluster", None)
+    skip = cluster.safe_get("insecure-skip-tls-verify") if cluster is not None else None
+    if skip is not None and not isinstance(skip, bool):
+        # As client-go (a bool field); the ``kubernetes`` package would take "false" as
+        # true (``not "false"``) and turn TLS verification off.
+        raise ValueError(f"insecure-skip-tls-verify must be true or false, "
+                         f"got {type(skip).__name__} {str(skip)[:20]!r}")
     loader.load_and_set(cfg)
     fields = vars(loader)
     expiry = fields.get("expiry")

@@ -114,6 +114,22 @@ def test_tls_is_verified_unless_turned_off(kube_envtest: ControlPlane,
     assert connect(config, verify_tls=False).list(PODS, "default")["kind"] == "PodList"
 
 
+@pytest.mark.parametrize("skip", ["false", "False", "no", 0])
+def test_a_non_boolean_insecure_skip_tls_verify_does_not_turn_verification_off(
+        kube_envtest: ControlPlane, tmp_path: Path, skip: object) -> None:
+    """client-go refuses such a kubeconfig (the field is a bool); the ``kubernetes``
+    package took any truthy-looking-false value as "skip" (``not "false"`` is False)."""
+    admin = json.loads(kube_envtest.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    cluster.pop("certificate-authority", None)
+    cluster.pop("certificate-authority-data", None)
+    cluster["insecure-skip-tls-verify"] = skip
+    config = tmp_path / "skip.kubeconfig"
+    config.write_text(json.dumps(admin))
+    with pytest.raises(ConfigError, match="insecure-skip-tls-verify"):
+        connect(config).list(PODS, "default")
+
+
 def test_bad_configuration_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         connect(tmp_path / "missing.kubeconfig")
