@@ -25,7 +25,6 @@ from pycontroller.errors import (
     BadRequestError,
     InvalidError,
     ResourceExpiredError,
-    TransportError,
 )
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -214,10 +213,12 @@ def watch_list(lw: ListerWatcher, *, rv: str, deadline: float, inactivity: float
                              send_initial_events=True, resource_version_match="NotOlderThan",
                              inactivity_timeout=min(inactivity, deadline)),
             discard=lambda late: late.close())
+    except Interrupted:
+        raise
     except (BadRequestError, InvalidError) as exc:
         log.info("watch_list_unsupported", error=str(exc))
         return WatchListResult(unsupported=True)
-    except (APIError, TransportError) as exc:
+    except Exception as exc:  # any failure falls back to LIST (as in client-go)
         log.warning("watch_list_failed", error=str(exc), error_type=type(exc).__name__)
         return WatchListResult()
     started = clock.now()

@@ -8,9 +8,10 @@ batch to its buffer) → handler threads.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, final
+from typing import Any, Final, final
 
 import structlog
 
@@ -43,6 +44,8 @@ from pycontroller.client._list_watch import ListerWatcher
 from pycontroller.errors import ShutDownError
 
 _log = structlog.get_logger(__name__)
+HANDLER_STOP_GRACE: Final = 5.0
+"""Seconds a stopping informer waits, in all, for its handlers' running calls to return."""
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -271,7 +274,7 @@ class SharedIndexInformer:
 
         Returns False if it still runs (``timeout`` passed first), True otherwise (also when
         it was never started). Once it has finished, so have the threads it started (the
-        reflector, its stop watcher, handlers that return within 5 s), except a LIST or watch
+        reflector, its stop watcher, handlers that return within 5 s in all), except a LIST or watch
         request abandoned in flight, which ends at its own timeout.
         """
         thread = self._thread
@@ -328,8 +331,9 @@ class SharedIndexInformer:
                 listeners, self._listeners = list(self._listeners), []
             for listener in listeners:
                 listener.stop()
+            grace_ends = time.monotonic() + HANDLER_STOP_GRACE  # one grace for all of them
             for listener in listeners:
-                listener.join(5.0)
+                listener.join(max(0.0, grace_ends - time.monotonic()))
             self._detector.check()  # what handlers did in the last period
             if stop.is_set():  # it has returned or is returning: join() then means all done
                 halter.join()

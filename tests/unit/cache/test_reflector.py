@@ -758,3 +758,25 @@ def test_list_pages_stream_page_by_page_and_restart_on_expired_continuation(
                                       ("add", "p2"), ("finish", "103")]
     finally:
         _stop_latency(stop, thread)
+
+
+def test_watch_list_that_cannot_even_be_opened_falls_back_to_list(
+    lw: FakeListerWatcher, run_reflector: Runner
+) -> None:
+    """As client-go, any WatchList error falls back to LIST. A WatchList open that raised
+    anything but an API or transport error (here a ListerWatcher without WatchList) was
+    retried forever instead: the store never got a list."""
+    lw.upsert(pod("a"))
+    lw.watch_list = True
+    plain_watch = lw.watch
+
+    def watch(**options: Any) -> Any:
+        if options["send_initial_events"]:
+            raise NotImplementedError("no WatchList here")
+        return plain_watch(**options)
+
+    lw.watch = watch  # type: ignore[method-assign]
+    _, store = run_reflector()
+    assert lw.wait_for_watches(1, timeout=PATIENCE)  # the plain watch, after the LIST
+    assert wait_for(lambda: bool(store.ops), timeout=PATIENCE)
+    assert store.ops[0] == ("replace", (["a"], "101"))

@@ -506,3 +506,33 @@ def test_a_relisted_object_with_a_new_rv_is_an_update_whatever_its_metadata_mapp
     assert registration.pending() == 2  # on_update: the RV changed
     informer._process([Delta(DeltaType.REPLACED, relisted("2"))], False)
     assert registration.pending() == 2  # unchanged: not for this handler
+
+
+def test_stop_waits_for_stuck_handlers_once_not_once_each(
+    lw: FakeListerWatcher, stop: threading.Event
+) -> None:
+    """Three handlers stuck in ``on_add``: the informer gave each its own 5 s grace, one
+    after the other (15 s to stop); the grace is now shared (about 5 s in all)."""
+    import time
+
+    lw.upsert(pod("a"), emit=False)
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def stuck(obj: Mapping[str, Any], initial: bool) -> None:
+        entered.release()
+        release.wait(60)
+
+    informer = make(lw)
+    for _ in range(3):
+        informer.add_event_handler(on_add=stuck)
+    try:
+        informer.start(stop)
+        for _ in range(3):
+            assert entered.acquire(timeout=PATIENCE)
+        started = time.monotonic()
+        stop.set()
+        assert informer.join(PATIENCE)
+        assert time.monotonic() - started < 9.0
+    finally:
+        release.set()
