@@ -231,7 +231,22 @@ class SharedIndexInformer:
         with self._block_deltas:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+                self._remove_pending_metric(listener.name)
         listener.stop()
+
+    def _remove_pending_metric(self, name: str) -> None:
+        """Drop a removed handler's gauge series (names are never reused)."""
+        remove = getattr(self._metrics_provider, "remove_pending_notifications_metric", None)
+        if remove is None:
+            if self._metrics_provider is not None:
+                self._log.debug("handler_metric_kept", handler=name,
+                                reason="provider cannot remove series")
+            return
+        try:
+            remove(name)
+        except Exception as exc:  # a user's provider must not break handler removal
+            self._log.warning("handler_metric_remove_failed", handler=name,
+                              error=type(exc).__name__)
 
     # -- reads -------------------------------------------------------------------------
     def has_synced(self) -> bool:

@@ -178,6 +178,15 @@ class ReflectorMetricsProvider(Protocol):
         """Notifications buffered for event handler ``name`` (computed when read)."""
         ...
 
+    def remove_pending_notifications_metric(self, name: str) -> None:
+        """Forget handler ``name``'s series: its handler was removed.
+
+        Handler names are never reused, so without this a program that adds and removes
+        handlers would grow its series without bound. A provider written before this
+        method existed still works: the informer keeps its series and logs at debug level.
+        """
+        ...
+
 
 class ControllerMetricsProvider(Protocol):
     """Factories for one controller's metrics."""
@@ -356,6 +365,9 @@ class NoopMetricsProvider:
     def new_pending_notifications_metric(self, name: str) -> FunctionGauge:
         """Return a no-op function gauge."""
         return _NOOP_METRIC
+
+    def remove_pending_notifications_metric(self, name: str) -> None:
+        """Do nothing."""
 
     # -- controller metrics (pycontroller.controller ControllerMetricsProvider) ----------
 

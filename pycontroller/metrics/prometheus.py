@@ -424,6 +424,10 @@ class PrometheusMetricsProvider:
         """Return the ``informer_pending_notifications`` child for handler ``name``."""
         return self._rf().pending_notifications.labels(name)
 
+    def remove_pending_notifications_metric(self, name: str) -> None:
+        """Remove handler ``name``'s ``informer_pending_notifications`` series, if any."""
+        self._rf().pending_notifications.remove(name)  # no error when absent
+
     # -- controller metrics (pycontroller.controller ControllerMetricsProvider) ----------
 
     def new_reconcile_total_metric(self, controller: str, result: str) -> Counter:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from mapping_helpers import ReadOnly
+from prometheus_client import CollectorRegistry
 from stream_helpers import GatedStream
 
 from pycontroller._util._backoff import Backoff
@@ -16,6 +17,8 @@ from pycontroller.cache import DeletedFinalStateUnknown
 from pycontroller.cache._informer_factory import wait_for_cache_sync
 from pycontroller.cache._shared_informer import SharedIndexInformer
 from pycontroller.errors import ShutDownError
+from pycontroller.metrics import NoopMetricsProvider
+from pycontroller.metrics.prometheus import PrometheusMetricsProvider
 from pycontroller.testing import FakeClock
 from pycontroller.testing._fake_lister_watcher import FakeListerWatcher
 
@@ -281,6 +284,61 @@ def test_remove_event_handler_stops_deliveries(lw: FakeListerWatcher,
     lw.upsert(pod("b"))
     wait_for(lambda: len(other.snapshot()) == 2, timeout=5)
     assert len(rec.snapshot()) == 1 and reg.removed
+    stop.set()
+    informer.join(5)
+
+
+def pending_series(registry: CollectorRegistry) -> list[str]:
+    return [s.labels["name"] for m in registry.collect()
+            if m.name == "informer_pending_notifications" for s in m.samples]
+
+
+def test_removing_handlers_removes_their_pending_gauge_series(
+        lw: FakeListerWatcher, stop: threading.Event) -> None:
+    registry = CollectorRegistry()
+    informer = make(lw, metrics=PrometheusMetricsProvider(registry=registry))
+    kept = informer.add_event_handler(**Recorder().handlers())
+    run(informer, stop, lw)
+    for _ in range(50):  # an add/remove loop must not grow the series
+        reg = informer.add_event_handler(**Recorder().handlers())
+        assert len(pending_series(registry)) == 2
+        informer.remove_event_handler(reg)
+        informer.remove_event_handler(reg)  # twice is fine
+    assert pending_series(registry) == [kept._listener.name]
+    informer.remove_event_handler(kept)
+    assert pending_series(registry) == []
+    stop.set()
+    informer.join(5)
+
+
+class _OldProvider:
+    """A provider written before ``remove_pending_notifications_metric`` existed."""
+
+    def __init__(self) -> None:
+        self._noop = NoopMetricsProvider()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "remove_pending_notifications_metric":
+            raise AttributeError(name)
+        return getattr(self._noop, name)
+
+
+class _BrokenProvider(_OldProvider):
+    def remove_pending_notifications_metric(self, name: str) -> None:
+        raise RuntimeError("backend down")
+
+
+@pytest.mark.parametrize("provider", [_OldProvider, _BrokenProvider])
+def test_a_provider_that_cannot_remove_series_does_not_break_handler_removal(
+        lw: FakeListerWatcher, stop: threading.Event, provider: type) -> None:
+    informer, rec, other = make(lw, metrics=cast(Any, provider())), Recorder(), Recorder()
+    reg = informer.add_event_handler(**rec.handlers())
+    informer.add_event_handler(**other.handlers())
+    run(informer, stop, lw)
+    informer.remove_event_handler(reg)
+    lw.upsert(pod("a"))
+    assert wait_for(lambda: len(other.snapshot()) == 1, timeout=5)
+    assert rec.snapshot() == [] and reg.removed
     stop.set()
     informer.join(5)
 
