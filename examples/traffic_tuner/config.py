@@ -81,6 +81,15 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+def refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether the tuner must not connect to ``ip``: link-local (cloud metadata
+    endpoints live there), multicast or unspecified; an IPv4-mapped IPv6 address is
+    judged as its IPv4 address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local or ip.is_multicast or ip.is_unspecified
+
+
 def check_url(url: str) -> str:
     """An http(s) URL with a host, without credentials or a fragment, and not link-local
     (cloud metadata endpoints live there).
@@ -102,7 +111,7 @@ def check_url(url: str) -> str:
     if parts.fragment or port == 0:
         raise ConfigError(f"annotation {METRICS_URL}: no #fragment, and a port 1-65535")
     ip = _address(parts.hostname)
-    if ip is not None and (ip.is_link_local or ip.is_multicast or ip.is_unspecified):
+    if ip is not None and refused_address(ip):
         raise ConfigError(f"annotation {METRICS_URL} must not point at a link-local, "
                           "multicast or unspecified address")
     return url

@@ -10,6 +10,9 @@ is retried with exponential backoff.
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
+import socket
 import threading
 import time
 import urllib.error
@@ -32,7 +35,7 @@ from pycontroller import (
 )
 from pycontroller.errors import ConflictError, ForbiddenError, NotFoundError
 
-from .config import ConfigError, TunerConfig, next_state, parse_config, rate
+from .config import ConfigError, TunerConfig, next_state, parse_config, rate, refused_address
 
 MAX_BODY = 8 << 20  # bytes of exposition text read at most
 MAX_BACKOFF = 300.0
@@ -49,7 +52,65 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # a redirect is an error: the validated URL is the one we fetch
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects())
+def _vetted_connection(address: tuple[str, int], timeout: float | None = None,
+                       source_address: tuple[str, int] | None = None) -> socket.socket:
+    """Connect to ``address`` like ``socket.create_connection``, but only to resolved
+    addresses ``refused_address`` allows: a *name* that resolves to the metadata endpoint
+    is refused as an address literal is, and the address checked is the one connected
+    to (no second lookup a rebinding DNS server could answer differently).
+
+    Raises:
+        OSError: every address was refused or could not be reached.
+    """
+    host, port = address
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port,
+                                                               type=socket.SOCK_STREAM):
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if refused_address(ip):
+            last = OSError(f"{host} resolves to {ip}: a link-local, multicast or "
+                           "unspecified address is not scraped")
+            continue
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is None or isinstance(timeout, (int, float)):  # else: the default
+                sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last if last is not None else OSError(f"{host}: no address")
+
+
+class _VettedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _vetted_connection
+
+
+class _VettedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _vetted_connection
+
+
+class _VettedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_VettedHTTPConnection, req)
+
+
+class _VettedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_VettedHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+# Direct connections only (no HTTP(S)_PROXY: a proxy would resolve the name itself).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects(),
+                                      _VettedHTTPHandler(), _VettedHTTPSHandler())
 
 
 def safe_url(url: str) -> str:

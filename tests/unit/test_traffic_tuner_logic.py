@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -130,3 +133,59 @@ def test_scrape_timeout_bounds_the_whole_response() -> None:
     finally:
         done.set()
         listener.close()
+
+
+@pytest.fixture
+def counter_url() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving ``http_requests_total 7``."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"# TYPE http_requests_total counter\nhttp_requests_total 7\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     name="pycontroller-test-counter").start()
+    try:
+        yield f"http://metrics.example.test:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def resolve_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
+    """Make ``metrics.example.test`` resolve to ``addresses`` (no DNS in tests)."""
+    real = socket.getaddrinfo
+
+    def fake(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != "metrics.example.test":
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (a, port, 0, 0) if ":" in a else (a, port)) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "::ffff:169.254.169.254",
+                                     "fe80::1", "0.0.0.0", "224.0.0.1"])
+def test_a_name_resolving_to_a_refused_address_is_not_scraped(
+        monkeypatch: pytest.MonkeyPatch, counter_url: str, address: str) -> None:
+    resolve_to(monkeypatch, address)
+    with pytest.raises(ScrapeError, match="resolves to .*is not scraped"):
+        scrape(counter_url, "http_requests_total", timeout=2.0)
+
+
+def test_refused_addresses_are_skipped_for_allowed_ones_and_proxies_are_not_used(
+        monkeypatch: pytest.MonkeyPatch, counter_url: str) -> None:
+    resolve_to(monkeypatch, "169.254.169.254", "127.0.0.1")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # would refuse the connection
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert scrape(counter_url, "http_requests_total", timeout=2.0) == 7.0
+    local = counter_url.replace("metrics.example.test", "localhost")  # real resolution
+    assert scrape(local, "http_requests_total", timeout=2.0) == 7.0
