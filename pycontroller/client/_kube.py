@@ -143,7 +143,8 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
     and a 401 answered to one makes the next request run the plugin again (as client-go;
     the refused request is not retried); a kubeconfig's ``tokenFile`` is read again once
     its token is a minute old. Client certificates from an exec plugin are re-issued (by
-    running the plugin again) once the credential's ``expirationTimestamp`` passes, and
+    running the plugin again) once the credential's ``expirationTimestamp`` passes, or
+    for the next request after a 401 answered to them (with or without an expiry), and
     new connections use them. ``verify_tls=False`` turns TLS verification off; otherwise
     only a kubeconfig's ``insecure-skip-tls-verify`` does, and only when it pins no
     certificate authority.
@@ -171,7 +172,7 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
         else:
             path = os.fspath(kubeconfig) if kubeconfig is not None else None
             expiry, loader = _load_kubeconfig(path, context, cfg)
-            if expiry is not None:  # client certificates from an exec plugin that expire
+            if expiry is not None:  # client certificates from an exec plugin
                 reload = _ExecCertificateReload(path, context, expiry, verify_tls)
             rerun = _ExecTokenRerun.of(loader, cfg)
             _TokenFileReread.install(loader, cfg)
@@ -195,7 +196,8 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, *, context: str | 
 def _load_kubeconfig(path: str | None, context: str | None,
                      cfg: Any) -> tuple[float | None, Any]:
     """Load a kubeconfig into ``cfg`` (as ``load_kube_config`` does); return the expiry
-    (Unix time) of client certificates an exec plugin issued, or None, and the loader.
+    (Unix time; ``inf`` without ``expirationTimestamp``) of client certificates an exec
+    plugin issued, or None when the credentials did not come from one, and the loader.
 
     The ``kubernetes`` package refreshes exec *tokens* itself (its refresh hook), but not
     exec client certificates; ``_ExecCertificateReload`` does that.
@@ -214,10 +216,11 @@ def _load_kubeconfig(path: str | None, context: str | None,
                          f"got {type(skip).__name__} {str(skip)[:20]!r}")
     loader.load_and_set(cfg)
     fields = vars(loader)
-    expiry = fields.get("expiry")
-    if "token" in fields or not cfg.cert_file or expiry is None:
+    user = getattr(loader, "_user", None)
+    if "token" in fields or not cfg.cert_file or user is None or "exec" not in user:
         return None, loader
-    return float(expiry.timestamp()), loader
+    expiry = fields.get("expiry")
+    return (float(expiry.timestamp()) if expiry is not None else math.inf), loader
 
 
 _TOKEN_FILE_PERIOD = 60.0  # seconds a token read from a tokenFile is used (≙ client-go)
@@ -302,8 +305,11 @@ class _ExecTokenRerun:
 
 
 class _ExecCertificateReload:
-    """Re-runs the exec plugin once its client certificate expired (≙ client-go's exec
-    authenticator, which re-runs the plugin when the cached credential has expired)."""
+    """Re-runs the exec plugin once its client certificate expired, or after the server
+    answered 401 to it (≙ client-go's exec authenticator, which re-runs the plugin when
+    the cached credential expired or was refused, and closes the connections that used
+    the old certificate). Shared by a client and its views; thread-safe.
+    """
 
     def __init__(self, path: str | None, context: str | None, expiry: float,
                  verify_tls: bool) -> None:
@@ -322,9 +328,16 @@ class _ExecCertificateReload:
         expiry, _ = _load_kubeconfig(self._path, self._context, cfg)
         if not self._verify:
             cfg.verify_ssl = False
-        # A plugin that stops sending an expiry is not asked again.
-        self.expiry = expiry if expiry is not None else float("inf")
+        # A plugin that stops sending an expiry is asked again only after a 401.
+        self.expiry = expiry if expiry is not None else math.inf
         return cfg
+
+    def refused(self, generation: int) -> None:
+        """The server answered 401 to the certificate of ``generation``: expire it, so
+        the next request runs the plugin (once, however many requests were refused)."""
+        with self.lock:
+            if generation == self.generation:
+                self.expiry = 0.0
 
 
 def has_config() -> bool:
@@ -481,8 +494,10 @@ class Client:
               content_type: str | None = None, timeout: urllib3.Timeout | None = None,
               stream: bool = False) -> urllib3.BaseHTTPResponse:
         check_request_path(path)
-        if self._reload is not None:
-            self._sync_credentials(self._reload)
+        reload = self._reload
+        if reload is not None:
+            self._sync_credentials(reload)
+        generation = self._credentials_seen  # of the pool this request goes through
         metrics = self.metrics
         if self._limiter is not None:
             waited = self._limiter.acquire(method)
@@ -508,8 +523,11 @@ class Client:
         if resp.status >= 400:
             data = resp.data if not stream else resp.read()
             resp.release_conn()
-            if resp.status == 401 and self._rerun is not None:
-                self._rerun(headers.get("Authorization"))  # for the next request
+            if resp.status == 401:  # new credentials for the next request (as client-go)
+                if self._rerun is not None:
+                    self._rerun(headers.get("Authorization"))
+                if reload is not None:
+                    reload.refused(generation)
             raise api_error(resp.status, data, resp.headers.get("Retry-After"))
         return resp
 

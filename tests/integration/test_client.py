@@ -192,3 +192,38 @@ def test_exec_plugin_client_certificates_are_reissued_when_they_expire(
         serve("bob")
         wait_for(lambda: whoami(view) == "bob", 30, message="the rotated certificate")
         assert whoami(client) == "bob"  # rotated through the view, adopted by the client
+
+
+def test_exec_plugin_client_certificates_are_reissued_after_a_401(
+        kube_envtest: ControlPlane, tmp_path: Path) -> None:
+    """As client-go's exec authenticator: a 401 answered to the plugin's certificate
+    (no expirationTimestamp, so never "expired") makes the next request run the plugin
+    again, on new connections. The plugin hands out a certificate from a CA the server
+    does not trust first, alice's after."""
+    rogue = CertificateAuthority(tmp_path / "rogue-pki").issue("mallory", "mallory")
+    alice = json.loads(kube_envtest.add_user("alice").read_text())["users"][0]["user"]
+    pairs = [{"cert": rogue.cert.read_text(), "key": rogue.key.read_text()},
+             {"cert": Path(alice["client-certificate"]).read_text(),
+              "key": Path(alice["client-key"]).read_text()}]
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    runs = tmp_path / "runs"
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import json, os\n"
+        f"runs, pairs = {str(runs)!r}, json.load(open({str(tmp_path / 'pairs.json')!r}))\n"
+        "n = int(open(runs).read()) if os.path.exists(runs) else 0\n"
+        "open(runs, 'w').write(str(n + 1))\n"
+        "pair = pairs[min(n, 1)]\n"
+        "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
+        "    'kind': 'ExecCredential', 'status': {'clientCertificateData': pair['cert'],\n"
+        "    'clientKeyData': pair['key']}}))\n")
+    config = _kubeconfig(kube_envtest, tmp_path / "exec-cert.kubeconfig", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}})
+    with connect(config) as client:
+        view = client.with_request_timeout(5)  # shares the credentials
+        with pytest.raises(UnauthorizedError):
+            whoami(client)
+        assert whoami(view) == "alice"
+        assert whoami(client) == "alice"  # rotated through the view, adopted by the client
+    assert runs.read_text() == "2"  # once at connect, once after the 401s; not per request
