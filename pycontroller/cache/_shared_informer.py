@@ -245,8 +245,8 @@ class SharedIndexInformer:
         try:
             remove(name)
         except Exception as exc:  # a user's provider must not break handler removal
-            self._log.warning("handler_metric_remove_failed", handler=name,
-                              error=type(exc).__name__)
+            self._log.warning("handler_metric_remove_failed", handler=name, error=str(exc),
+                              error_type=type(exc).__name__)
 
     # -- reads -------------------------------------------------------------------------
     def has_synced(self) -> bool:
