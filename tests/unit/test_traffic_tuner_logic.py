@@ -177,7 +177,7 @@ def resolve_to(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
 def test_a_name_resolving_to_a_refused_address_is_not_scraped(
         monkeypatch: pytest.MonkeyPatch, counter_url: str, address: str) -> None:
     resolve_to(monkeypatch, address)
-    with pytest.raises(ScrapeError, match="resolves to .*is not scraped"):
+    with pytest.raises(ScrapeError, match=r"resolves to .*is not scraped"):
         scrape(counter_url, "http_requests_total", timeout=2.0)
 
 
