@@ -43,16 +43,21 @@ def _kubeconfig(plane: ControlPlane, path: Path, user: dict[str, object],
     return path
 
 
+def _exec_kubeconfig(plane: ControlPlane, tmp_path: Path, source: str) -> Path:
+    """A kubeconfig whose user runs ``source`` (Python) as its exec credential plugin."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(source)
+    return _kubeconfig(plane, tmp_path / "exec.kubeconfig", {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+        "args": [str(plugin)], "interactiveMode": "Never"}})
+
+
 def test_exec_plugin_credentials(kube_envtest: ControlPlane, kube_namespace: str,
                                  tmp_path: Path) -> None:
     token = kube_envtest.service_account_token(kube_namespace, "exec-user")
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(
+    config = _exec_kubeconfig(kube_envtest, tmp_path, (
         "import json\nprint(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',"
-        f" 'kind': 'ExecCredential', 'status': {{'token': {token!r}}}}}))\n")
-    config = _kubeconfig(kube_envtest, tmp_path / "exec.kubeconfig", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-        "args": [str(plugin)], "interactiveMode": "Never"}})
+        f" 'kind': 'ExecCredential', 'status': {{'token': {token!r}}}}}))\n"))
     assert whoami(connect(config)) == f"system:serviceaccount:{kube_namespace}:exec-user"
 
 
@@ -63,18 +68,14 @@ def test_exec_plugin_is_run_again_after_a_401(kube_envtest: ControlPlane,
     The plugin hands out a revoked token first, a valid one after."""
     token = kube_envtest.service_account_token(kube_namespace, "exec-rerun")
     runs = tmp_path / "runs"
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(
+    config = _exec_kubeconfig(kube_envtest, tmp_path, (
         "import json, os\n"
         f"runs = {str(runs)!r}\n"
         "n = int(open(runs).read()) if os.path.exists(runs) else 0\n"
         "open(runs, 'w').write(str(n + 1))\n"
         f"token = 'not-a-valid-token' if n == 0 else {token!r}\n"
         "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',"
-        " 'kind': 'ExecCredential', 'status': {'token': token}}))\n")
-    config = _kubeconfig(kube_envtest, tmp_path / "exec.kubeconfig", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-        "args": [str(plugin)], "interactiveMode": "Never"}})
+        " 'kind': 'ExecCredential', 'status': {'token': token}}))\n"))
     with connect(config) as client:
         with pytest.raises(UnauthorizedError):
             whoami(client)
@@ -174,18 +175,14 @@ def test_exec_plugin_client_certificates_are_reissued_when_they_expire(
                                        "key": Path(user["client-key"]).read_text()}))
 
     serve("alice")
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(
+    config = _exec_kubeconfig(kube_envtest, tmp_path, (
         "import datetime, json, sys\n"
         f"pair = json.load(open({str(current)!r}))\n"
         "expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)\n"
         "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
         "    'kind': 'ExecCredential', 'status': {'clientCertificateData': pair['cert'],\n"
         "    'clientKeyData': pair['key'],\n"
-        "    'expirationTimestamp': expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}}))\n")
-    config = _kubeconfig(kube_envtest, tmp_path / "exec-cert.kubeconfig", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-        "args": [str(plugin)], "interactiveMode": "Never"}})
+        "    'expirationTimestamp': expiry.strftime('%Y-%m-%dT%H:%M:%SZ')}}))\n"))
     with connect(config) as client:
         view = client.with_write_observer(lambda write: None)  # shares the credentials
         assert whoami(client) == "alice"
@@ -207,8 +204,7 @@ def test_exec_plugin_client_certificates_are_reissued_after_a_401(
               "key": Path(alice["client-key"]).read_text()}]
     (tmp_path / "pairs.json").write_text(json.dumps(pairs))
     runs = tmp_path / "runs"
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(
+    config = _exec_kubeconfig(kube_envtest, tmp_path, (
         "import json, os\n"
         f"runs, pairs = {str(runs)!r}, json.load(open({str(tmp_path / 'pairs.json')!r}))\n"
         "n = int(open(runs).read()) if os.path.exists(runs) else 0\n"
@@ -216,10 +212,7 @@ def test_exec_plugin_client_certificates_are_reissued_after_a_401(
         "pair = pairs[min(n, 1)]\n"
         "print(json.dumps({'apiVersion': 'client.authentication.k8s.io/v1',\n"
         "    'kind': 'ExecCredential', 'status': {'clientCertificateData': pair['cert'],\n"
-        "    'clientKeyData': pair['key']}}))\n")
-    config = _kubeconfig(kube_envtest, tmp_path / "exec-cert.kubeconfig", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
-        "args": [str(plugin)], "interactiveMode": "Never"}})
+        "    'clientKeyData': pair['key']}}))\n"))
     with connect(config) as client:
         view = client.with_request_timeout(5)  # shares the credentials
         with pytest.raises(UnauthorizedError):
