@@ -26,6 +26,14 @@ from pycontroller.client import CONFIGMAPS, Client
 from pycontroller.errors import ConflictError
 
 
+def timed_stop(stop: threading.Event, join: Callable[[float], object],
+               timeout: float = 60.0) -> float:
+    """Set ``stop``, ``join(timeout)``; return the seconds that took."""
+    asked = time.monotonic()
+    stop.set()
+    join(timeout)
+    return time.monotonic() - asked
+
 def cm(name: str, value: str = "0", labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "labels": labels or {}}, "data": {"v": value}}

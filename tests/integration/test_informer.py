@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from helpers import Recorder, cm, converged, recorded, retrying, server_state
+from helpers import Recorder, cm, converged, recorded, retrying, server_state, timed_stop
 from structlog.testing import capture_logs
 
 from pycontroller._util._wait import wait_for
@@ -372,10 +372,7 @@ def test_stop_is_prompt_while_the_apiserver_is_silent(
         informer.start(stop)
         time.sleep(1.0)  # the first request is on its way and unanswered
         assert not informer.has_synced()
-        started = time.monotonic()
-        stop.set()
-        informer.join(10)
-        latency = time.monotonic() - started
+        latency = timed_stop(stop, informer.join, 10)
     finally:
         kube_envtest.resume()
     assert informer._thread is not None and not informer._thread.is_alive()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
-from helpers import start_manager
+from helpers import start_manager, timed_stop
 
 from pycontroller import CONFIGMAPS, Client, Controller, Requeue
 from pycontroller._util._wait import wait_for
@@ -46,10 +45,7 @@ def test_the_grace_period_is_shared_by_all_controllers_not_given_to_each(
         kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, kube_namespace)
         for controller in controllers:
             assert controller.started.wait(30), controller.name
-        asked = time.monotonic()
-        stop.set()
-        thread.join(60)
-        took = time.monotonic() - asked
+        took = timed_stop(stop, thread.join)
     finally:
         release.set()
         stop.set()
@@ -84,10 +80,14 @@ def test_event_recorders_share_one_flush_deadline(
 
     own = connect(kube_control_plane.kubeconfig)
     unblock = threading.Event()
+    lock = threading.Lock()
+    hanging: list[Any] = []  # Event writes waiting for the apiserver
     original = own.create
 
     def create(resource: Any, *args: Any, **kwargs: Any) -> Any:
         if resource == EVENTS_K8S_IO:
+            with lock:
+                hanging.append(resource)
             unblock.wait(60)  # an apiserver that never answers Event writes
         return original(resource, *args, **kwargs)
 
@@ -99,11 +99,9 @@ def test_event_recorders_share_one_flush_deadline(
         kube_client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, kube_namespace)
         for controller in controllers:
             assert controller.done.wait(30), controller.name
-        time.sleep(0.5)  # let each recorder's worker pick its event up and hang on it
-        asked = time.monotonic()
-        stop.set()
-        thread.join(60)
-        took = time.monotonic() - asked
+        wait_for(lambda: len(hanging) == len(controllers), timeout=30,
+                 message="each recorder's worker hangs on its Event write")
+        took = timed_stop(stop, thread.join)
     finally:
         unblock.set()
         stop.set()

@@ -6,7 +6,7 @@ import ast
 import secrets
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,19 +74,30 @@ def _client_with_token(token: _Hidden) -> Client:
     return Client(cfg, request_timeout=2)
 
 
+
+def logged_failure(config: str, call: Callable[[], object], expected: type[Exception],
+                   missing: str) -> tuple[str, Exception]:
+    """Run ``call`` under logging setup ``config``. It must raise ``expected``, which an
+    application then logs with ``log.exception``. Returns the output and the error."""
+    with captured(config) as out:
+        try:
+            call()
+        except Exception as exc:
+            assert isinstance(exc, expected), type(exc)
+            structlog.get_logger("app").exception("request_failed")
+            error = exc
+        else:
+            pytest.fail(missing)
+        return out.getvalue(), error
+
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_transport_error_carries_no_token_in_its_frames(config: str) -> None:
     """An application that logs our error with ``log.exception`` must not print the token."""
     token = _Hidden("tok" + secrets.token_hex(60))  # longer than renderers' 80-char cut
     client = _client_with_token(token)
-    with captured(config) as out:
-        try:
-            client.create(SECRETS, {"metadata": {"name": "db"}}, "ns")
-        except TransportError:
-            structlog.get_logger("app").exception("request_failed")
-        else:
-            pytest.fail("a closed port answered")
-        text = out.getvalue()
+    text, _ = logged_failure(config, lambda: client.create(SECRETS, {"metadata": {"name": "db"}},
+                                                           "ns"),
+                             TransportError, "a closed port answered")
     client.close()
     assert "request_failed" in text and "TransportError" in text
     value = token.value
@@ -119,15 +130,9 @@ def test_failed_credential_refresh_is_a_config_error_without_frames(config: str)
     cfg = Configuration(host=f"http://127.0.0.1:{_closed_port()}")
     cfg.refresh_api_key_hook = refresh  # type: ignore[assignment, unused-ignore]
     client = Client(cfg, request_timeout=2)
-    with captured(config) as out:
-        try:
-            client.get(SECRETS, "db", "ns")
-        except ConfigError as exc:
-            assert exc.__cause__ is not None and exc.__cause__.__traceback__ is None
-            structlog.get_logger("app").exception("request_failed")
-        else:
-            pytest.fail("the refresh failure was not raised as ConfigError")
-        text = out.getvalue()
+    text, error = logged_failure(config, lambda: client.get(SECRETS, "db", "ns"), ConfigError,
+                                 "the refresh failure was not raised as ConfigError")
+    assert error.__cause__ is not None and error.__cause__.__traceback__ is None
     client.close()
     assert "exec plugin exited" in text
     assert token.value not in text and token.value[:20] not in text
@@ -139,15 +144,8 @@ def test_token_with_a_line_break_is_refused_without_showing_it(config: str) -> N
     the client refuses it first, with a ConfigError that does not name the value."""
     token = _Hidden("tok" + secrets.token_hex(30) + "\nX-Injected: 1")
     client = _client_with_token(token)
-    with captured(config) as out:
-        try:
-            client.get(SECRETS, "db", "ns")
-        except Exception as exc:
-            assert isinstance(exc, ConfigError), type(exc)
-            structlog.get_logger("app").exception("request_failed")
-        else:
-            pytest.fail("a token with a line break was sent")
-        text = out.getvalue()
+    text, _ = logged_failure(config, lambda: client.get(SECRETS, "db", "ns"), ConfigError,
+                             "a token with a line break was sent")
     client.close()
     assert "line break" in text
     assert token.value[:20] not in text and token.value[3:40] not in text

@@ -60,6 +60,22 @@ class World:
         self.tracker.observe(CONFIGMAPS, obj, False)
 
 
+def start_wait(w: World, key: str) -> tuple[threading.Thread, list[bool]]:
+    """``w.tracker.wait(key)`` in a thread; its result lands in the returned list."""
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait(key)))
+    waiter.start()
+    return waiter, result
+
+
+def blocked_wait(w: World, key: str) -> tuple[threading.Thread, list[bool]]:
+    """``start_wait``, checked to be blocked (on the clock) with no result yet."""
+    waiter, result = start_wait(w, key)
+    assert w.clock.wait_for_waiters()
+    assert result == []
+    return waiter, result
+
+
 def test_nothing_written_means_no_wait() -> None:
     w = World()
     assert w.tracker.wait("ns/a") and w.waits.n == 0
@@ -69,10 +85,7 @@ def test_wait_returns_when_the_informer_delivers_the_written_version() -> None:
     w = World()
     w.deliver(cm("a", "5"))
     w.tracker.record("ns/a", CONFIGMAPS, cm("a", "7"), "ns/a")
-    result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/a")))
-    waiter.start()
-    assert w.clock.wait_for_waiters()
+    waiter, result = blocked_wait(w, "ns/a")
     w.deliver(cm("a", "6"))  # not yet
     assert waiter.is_alive() or result == []
     w.deliver(cm("a", "8"))  # newer than written: caught up
@@ -84,9 +97,7 @@ def test_wait_returns_when_the_informer_delivers_the_written_version() -> None:
 def test_wait_is_bounded_and_counts_the_timeout() -> None:
     w = World()
     w.tracker.record("ns/a", CONFIGMAPS, cm("a", "7"), "ns/a")
-    result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/a")))
-    waiter.start()
+    waiter, result = start_wait(w, "ns/a")
     while waiter.is_alive():
         assert w.clock.wait_for_waiters()
         w.clock.step(1.0)
@@ -126,11 +137,7 @@ def test_a_missing_object_still_waits_while_the_informer_is_behind_the_write() -
     w = World()
     w.deliver(cm("b", "5"))  # the informer has seen up to 5 only
     w.tracker.record("ns/a", CONFIGMAPS, cm("a", "8"), "ns/a")  # created at 8, not cached
-    result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/a")))
-    waiter.start()
-    assert w.clock.wait_for_waiters()
-    assert result == []
+    waiter, result = blocked_wait(w, "ns/a")
     w.deliver(cm("a", "8"))
     waiter.join(5)
     assert result == [True] and w.timeouts.n == 0
@@ -168,11 +175,8 @@ def test_the_delete_event_of_an_older_object_is_not_the_new_one_we_created() -> 
     del w.cache[(CONFIGMAPS, "ns/a")]
     w.tracker.observe(CONFIGMAPS, cm("a", "8"), True)  # the old one's deletion, at 8
     assert len(w.tracker) == 1
-    result: list[bool] = []
-    waiter = threading.Thread(target=lambda: result.append(w.tracker.wait("ns/k")))
-    waiter.start()
-    assert w.clock.wait_for_waiters()
-    assert result == []  # the cache holds no "a" yet: a reconcile now would create it again
+    # The cache holds no "a" yet: a reconcile now would create it again.
+    waiter, result = blocked_wait(w, "ns/k")
     w.deliver(cm("a", "9"))
     waiter.join(5)
     assert result == [True] and w.timeouts.n == 0
